@@ -1,0 +1,118 @@
+"""Syntonic: a compiler-style graph framework with first-class resonant ops.
+
+Example::
+
+    import numpy as np
+    import syntonic as sn
+
+    @sn.jit
+    def step(x):
+        centred = x - x.mean(axis=-1, keepdims=True)
+        return sn.harmonize(centred), sn.syntony(x)
+
+    y, s = step(np.random.rand(1, 248).astype(np.float32))
+    print(step.trace(sn.spec("f32[1,248]")))   # the typed IR
+"""
+
+from __future__ import annotations
+
+from syntonic import ir
+from syntonic.frontend import ArraySpec, JitFunction, Tracer, jit, spec
+from syntonic.frontend.api import (
+    abs,
+    absolute,
+    add,
+    amax,
+    amin,
+    arange,
+    astype,
+    broadcast_to,
+    clip,
+    cos,
+    divide,
+    dot,
+    equal,
+    erf,
+    exp,
+    expand_dims,
+    floor,
+    floor_divide,
+    full,
+    full_like,
+    greater,
+    greater_equal,
+    iota,
+    less,
+    less_equal,
+    log,
+    logical_not,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mod,
+    multiply,
+    neg,
+    negative,
+    not_equal,
+    ones,
+    ones_like,
+    power,
+    prod,
+    ravel,
+    reciprocal,
+    reshape,
+    rsqrt,
+    sigmoid,
+    sign,
+    sin,
+    sqrt,
+    square,
+    squeeze,
+    std,
+    subtract,
+    sum,
+    tanh,
+    transpose,
+    true_divide,
+    var,
+    where,
+    zeros,
+    zeros_like,
+)
+from syntonic.frontend.resonant import (
+    PHI,
+    PHI_INV,
+    PHI_INV2,
+    PRIME_DIMS,
+    Q,
+    dhsr_cycle,
+    differentiate,
+    golden_weights,
+    harmonize,
+    mobius_mask,
+    prime_gate,
+    spectral_syntony,
+    syntony,
+)
+from syntonic.ir.errors import (
+    ControlFlowError,
+    DTypeError,
+    IRError,
+    ShapeError,
+    SyntonicError,
+    TraceError,
+    UnsupportedError,
+)
+from syntonic.ir.types import DType
+
+bool_ = DType.bool
+i32 = DType.i32
+i64 = DType.i64
+f16 = DType.f16
+f32 = DType.f32
+f64 = DType.f64
+
+__version__ = "0.1.0"

@@ -1,0 +1,338 @@
+"""``@sn.jit``: trace once per argument signature, cache, and run.
+
+The call path turns the arguments into a cheap key (dtype and shape of each array,
+value of each static argument) and looks up the compiled entry, tracing only on a miss.
+Until a compiled backend is wired in, entries run on the reference interpreter.
+
+Example::
+
+    @sn.jit
+    def step(x):
+        return sn.harmonize(x - x.mean(axis=-1, keepdims=True))
+
+    step(np.ones((4, 248), np.float32))      # traces, then runs
+    print(step.trace(sn.spec("f32[4,248]"))) # the traced IR
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from syntonic.frontend import pytree
+from syntonic.frontend.location import display_path, reraise_filtered, user_message
+from syntonic.frontend.tracer import Trace, Tracer, constant, current_trace, tracing
+from syntonic.ir.errors import DTypeError, IRError, SyntonicError, TraceError
+from syntonic.ir.graph import Graph, Location
+from syntonic.ir.interpreter import interpret
+from syntonic.ir.types import DType, TensorType
+from syntonic.ir.verifier import verify
+
+DEVICES = ("auto", "cpu", "cuda", "interpreter")
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """Stands in for an array when tracing: ``sn.spec("f32[4,248]")``."""
+
+    type: TensorType
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.type.dtype.np
+
+    def __repr__(self) -> str:
+        return f"spec({self.type})"
+
+
+def spec(type_or_shape: str | Sequence[int], dtype: Any = "f32") -> ArraySpec:
+    """An array stand-in for tracing. ``sn.spec("f32[4,248]")`` or ``sn.spec((4, 248), "f32")``."""
+    if isinstance(type_or_shape, str):
+        return ArraySpec(TensorType.parse(type_or_shape))
+    return ArraySpec(TensorType(DType.coerce(dtype), tuple(int(d) for d in type_or_shape)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Scalar:
+    """A Python scalar argument: traced as a weakly typed 0-d parameter."""
+
+    dtype: DType
+
+
+_SCALAR_TYPES = {bool: _Scalar(DType.bool), int: _Scalar(DType.i64), float: _Scalar(DType.f64)}
+
+
+class Compiled:
+    """One traced signature: the graph, the output structure and the runner."""
+
+    def __init__(self, graph: Graph, out_tree: pytree.TreeDef, param_types: list[TensorType]):
+        self.graph = graph
+        self.out_tree = out_tree
+        self.param_types = param_types
+
+    def run(self, leaves: list[Any]) -> Any:
+        args = [np.asarray(a, t.dtype.np) if not isinstance(a, np.ndarray) else a
+                for a, t in zip(leaves, self.param_types)]
+        outs = interpret(self.graph, *args)
+        return pytree.unflatten(self.out_tree, list(outs))
+
+
+class JitFunction:
+    """A function compiled per argument signature. Create with :func:`jit`."""
+
+    def __init__(self, fn: Callable[..., Any], device: str = "auto",
+                 static_argnames: Sequence[str] = ()) -> None:
+        if not callable(fn):
+            raise TraceError(f"sn.jit needs a function, got {type(fn).__name__}")
+        if device not in DEVICES:
+            raise SyntonicError(f"unknown device {device!r}: expected one of {', '.join(DEVICES)}")
+        if device == "cuda":
+            raise SyntonicError(
+                "device='cuda': this build of Syntonic has no CUDA backend yet; use "
+                "device='cpu' or 'auto'"
+            )
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.device = device
+        self.signature = inspect.signature(fn)
+        if isinstance(static_argnames, str):
+            static_argnames = (static_argnames,)
+        unknown = [n for n in static_argnames if n not in self.signature.parameters]
+        if unknown:
+            raise TraceError(
+                f"static_argnames names {unknown[0]!r}, which `{fn.__name__}` does not take "
+                f"(its parameters: {', '.join(self.signature.parameters)})"
+            )
+        self.static_argnames = frozenset(static_argnames)
+        self._cache: dict[Any, Compiled] = {}
+
+    # ------------------------------------------------------------------ calling
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if current_trace() is not None:
+            return self.fn(*args, **kwargs)  # nested jit: inline into the outer trace
+        if not kwargs and not self.static_argnames:
+            key = _fast_key(args)
+            if key is not None:
+                entry = self._cache.get(key)
+                if entry is not None:
+                    return entry.run(list(args))
+        key, leaves, bound = self._signature(args, kwargs, for_call=True)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._trace(bound)
+            self._cache[key] = entry
+            if not kwargs and not self.static_argnames:
+                fast = _fast_key(args)
+                if fast is not None:
+                    self._cache[fast] = entry
+        return entry.run(leaves)
+
+    def trace(self, *args: Any, **kwargs: Any) -> Graph:
+        """The traced Graph for these arguments (arrays or ``sn.spec``), without running."""
+        key, _, bound = self._signature(args, kwargs, for_call=False)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._trace(bound)
+            self._cache[key] = entry
+        return entry.graph
+
+    @property
+    def cache_size(self) -> int:
+        """Number of distinct signatures traced so far."""
+        return len({id(e) for e in self._cache.values()})
+
+    # ---------------------------------------------------------------- internals
+    def _signature(self, args: tuple[Any, ...], kwargs: dict[str, Any], for_call: bool
+                   ) -> tuple[Any, list[Any], inspect.BoundArguments]:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TraceError(f"calling `{self.__name__}`: {exc}") from None
+        bound.apply_defaults()
+        key: list[Any] = []
+        leaves: list[Any] = []
+        for name, value in bound.arguments.items():
+            if name in self.static_argnames:
+                try:
+                    hash(value)
+                except TypeError:
+                    raise TraceError(
+                        f"static argument {name!r} of `{self.__name__}` must be hashable, "
+                        f"got {type(value).__name__}; fix: pass a tuple instead of a list, "
+                        "or make the argument non-static"
+                    ) from None
+                key.append(("static", name, value))
+                continue
+            flat, tree = pytree.flatten(value)
+            key.append((name, tree))
+            for leaf in flat:
+                key.append(self._leaf_key(name, leaf, for_call))
+                leaves.append(leaf)
+        return tuple(key), leaves, bound
+
+    def _leaf_key(self, name: str, leaf: Any, for_call: bool) -> Any:
+        if isinstance(leaf, np.ndarray):
+            try:
+                DType.from_numpy(leaf.dtype)
+            except IRError:
+                raise DTypeError(
+                    f"argument {name!r} of `{self.__name__}` has dtype {leaf.dtype}, which "
+                    f"Syntonic does not support; fix: convert it, e.g. "
+                    f"{name}.astype(np.float32) (supported: {', '.join(d.name for d in DType)})"
+                ) from None
+            return (leaf.dtype, leaf.shape)
+        if isinstance(leaf, np.generic):
+            return self._leaf_key(name, np.asarray(leaf), for_call)
+        if type(leaf) in _SCALAR_TYPES:
+            return _SCALAR_TYPES[type(leaf)]
+        if isinstance(leaf, ArraySpec):
+            if for_call:
+                raise TraceError(
+                    f"argument {name!r} of `{self.__name__}` is {leaf!r}: specs only stand in "
+                    f"for arrays when tracing; fix: call `{self.__name__}.trace(...)` or pass "
+                    "a numpy array"
+                )
+            return (leaf.type.dtype.np, leaf.type.shape)
+        if isinstance(leaf, Tracer):
+            raise TraceError(f"argument {name!r} is a traced value from `{leaf.trace.name}`")
+        raise TraceError(
+            f"argument {name!r} of `{self.__name__}` is a {type(leaf).__name__}; pass numpy "
+            f"arrays or Python numbers, or mark it static with "
+            f"sn.jit(static_argnames=({name!r},))"
+        )
+
+    def _trace(self, bound: inspect.BoundArguments) -> Compiled:
+        code = getattr(self.fn, "__code__", None)
+        loc = Location(display_path(code.co_filename), code.co_firstlineno) if code else None
+        trace = Trace(getattr(self.fn, "__name__", "f"), loc)
+        call_args: dict[str, Any] = {}
+        param_types: list[TensorType] = []
+        with tracing(trace):
+            for name, value in bound.arguments.items():
+                if name in self.static_argnames:
+                    call_args[name] = value
+                    continue
+                flat, tree = pytree.flatten(value)
+                traced = []
+                for i, leaf in enumerate(flat):
+                    t, weak = _leaf_type(leaf)
+                    hint = name if len(flat) == 1 else f"{name}_{i}"
+                    traced.append(Tracer(trace.builder.param(t, hint), trace, weak))
+                    param_types.append(t)
+                call_args[name] = pytree.unflatten(tree, traced)
+            try:
+                result = self.fn(*_positional(self.signature, call_args),
+                                 **_keywords(self.signature, call_args))
+                out_leaves, out_tree = pytree.flatten(result)
+                values = [_output_value(v, self.__name__) for v in out_leaves]
+            except SyntonicError as exc:
+                reraise_filtered(exc)
+                raise  # pragma: no cover - reraise_filtered always raises
+        graph = verify(trace.builder.build(values))
+        return Compiled(graph, out_tree, param_types)
+
+
+def _leaf_type(leaf: Any) -> tuple[TensorType, bool]:
+    if isinstance(leaf, ArraySpec):
+        return leaf.type, False
+    if type(leaf) in _SCALAR_TYPES:
+        return TensorType(_SCALAR_TYPES[type(leaf)].dtype, ()), True
+    return TensorType.of(np.asarray(leaf)), False
+
+
+def _output_value(v: Any, fname: str) -> Any:
+    if isinstance(v, Tracer):
+        return v.value
+    if isinstance(v, (bool, int, float, np.ndarray, np.generic)):
+        return constant(v).value
+    raise TraceError(
+        user_message(f"`{fname}` returned a {type(v).__name__}; jitted functions return "
+                     "arrays, numbers, or tuples/lists/dicts of them", None)
+    )
+
+
+def _fast_key(args: tuple[Any, ...]) -> Any:
+    """Key for the common case (positional numpy arrays only), or None."""
+    key = []
+    for a in args:
+        if type(a) is not np.ndarray:
+            return None
+        key.append((a.dtype, a.shape))
+    return ("fast", *key)
+
+
+def _positional(sig: inspect.Signature, values: dict[str, Any]) -> list[Any]:
+    out = []
+    for p in sig.parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name in values:
+            out.append(values[p.name])
+        elif p.kind is p.VAR_POSITIONAL and p.name in values:
+            out.extend(values[p.name])
+    return out
+
+
+def _keywords(sig: inspect.Signature, values: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for p in sig.parameters.values():
+        if p.kind is p.KEYWORD_ONLY and p.name in values:
+            out[p.name] = values[p.name]
+        elif p.kind is p.VAR_KEYWORD and p.name in values:
+            out.update(values[p.name])
+    return out
+
+
+def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",
+        static_argnames: Sequence[str] = ()) -> Any:
+    """Compile `fn` per argument signature. Use as ``@sn.jit`` or ``@sn.jit(device="cpu")``.
+
+    Example::
+
+        @sn.jit(static_argnames=("steps",))
+        def run(x, steps):
+            for _ in range(steps):
+                x = sn.dhsr_cycle(x)
+            return x
+    """
+    if fn is None:
+        return lambda f: JitFunction(f, device, static_argnames)
+    return JitFunction(fn, device, static_argnames)
+
+
+def run_eagerly(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run an sn.* function on concrete inputs: trace it with arrays as params, interpret."""
+    flat, tree = pytree.flatten((args, kwargs))
+    trace = Trace(getattr(fn, "__name__", "eager"), None)
+    params: list[Any] = []
+    leaves: list[Any] = []
+    with tracing(trace):
+        traced = []
+        for leaf in flat:
+            if isinstance(leaf, (np.ndarray, np.generic)):
+                arr = np.asarray(leaf)
+                try:
+                    t = TensorType.of(arr)
+                except IRError as exc:
+                    raise DTypeError(f"{getattr(fn, '__name__', 'op')}: {exc}") from None
+                traced.append(Tracer(trace.builder.param(t), trace))
+                params.append(arr)
+            else:
+                traced.append(leaf)
+        a, k = pytree.unflatten(tree, traced)
+        try:
+            result = fn(*a, **k)
+        except SyntonicError as exc:
+            reraise_filtered(exc)
+        out_leaves, out_tree = pytree.flatten(result)
+        values = [_output_value(v, getattr(fn, "__name__", "op")) for v in out_leaves]
+        leaves = values
+    graph = trace.builder.build(leaves)
+    outs = interpret(graph, *params)
+    return pytree.unflatten(out_tree, list(outs))

@@ -1,0 +1,34 @@
+"""The Syntonic IR: types, op registry, graphs, text form, verifier and interpreter.
+
+Example::
+
+    >>> import syntonic as sn
+    >>> g = sn.ir.parse(text)
+    >>> sn.ir.verify(g)
+    >>> sn.ir.interpret(g, x)
+"""
+
+from __future__ import annotations
+
+from syntonic.ir.errors import (
+    ControlFlowError,
+    DTypeError,
+    IRError,
+    ShapeError,
+    SyntonicError,
+    TraceError,
+    UnsupportedError,
+)
+from syntonic.ir.graph import Builder, Graph, Location, Op, Value
+from syntonic.ir.interpreter import interpret
+from syntonic.ir.parser import parse
+from syntonic.ir.printer import print_graph
+from syntonic.ir.registry import InferError, OpDef, Trait, all_ops, get_op
+from syntonic.ir.types import DType, TensorType
+from syntonic.ir.verifier import verify
+
+__all__ = [
+    "Builder", "ControlFlowError", "DType", "DTypeError", "UnsupportedError", "Graph", "IRError", "InferError", "Location", "Op",
+    "OpDef", "ShapeError", "SyntonicError", "TensorType", "TraceError", "Trait", "Value",
+    "all_ops", "get_op", "interpret", "parse", "print_graph", "verify",
+]

@@ -1,0 +1,121 @@
+"""The text form of a Graph (MLIR-like). ``parse(print_graph(g))`` prints identically.
+
+Canonical naming: parameters keep their hint (made unique and safe), op results are
+numbered ``%0, %1, ...`` in program order. Attributes print in declared order and are
+omitted when equal to their default. Each op line may end with ``loc("file":line)``.
+
+Example::
+
+    func @f(%x: f32[4]) -> (f32[]) loc("demo.py":3) {
+      %0 = syntony %x : f32[] loc("demo.py":4)
+      return %0
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from syntonic.ir.graph import Graph, Location, Op, Value
+from syntonic.ir.registry import get_op
+
+_SAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+def format_loc(loc: Location | None) -> str:
+    return "" if loc is None else f" loc({json.dumps(loc.file)}:{loc.line})"
+
+
+def format_attrs(op: Op) -> str:
+    specs = get_op(op.name).attr_specs
+    parts = []
+    for name, value in op.attrs:
+        spec = specs[name]
+        if not spec.required and _equal_default(value, spec.default):
+            continue
+        parts.append(f"{name}={spec.kind.format(value)}")
+    return " {" + ", ".join(parts) + "}" if parts else ""
+
+
+def _equal_default(value: object, default: object) -> bool:
+    # `is` first: nan defaults and enum members compare by identity.
+    return value is default or (type(value) is type(default) and value == default)
+
+
+class Namer:
+    """Assigns canonical text names to values."""
+
+    def __init__(self) -> None:
+        self.names: dict[Value, str] = {}
+        self.used: set[str] = set()
+        self.counter = 0
+
+    def param(self, v: Value) -> str:
+        base = _SAFE.sub("_", v.hint or "arg") or "arg"
+        if base[0].isdigit():
+            base = "a" + base
+        name, k = base, 1
+        while name in self.used:
+            name, k = f"{base}_{k}", k + 1
+        self.used.add(name)
+        self.names[v] = "%" + name
+        return self.names[v]
+
+    def result(self, v: Value) -> str:
+        self.names[v] = f"%{self.counter}"
+        self.counter += 1
+        return self.names[v]
+
+    def __getitem__(self, v: Value) -> str:
+        try:
+            return self.names[v]
+        except KeyError:
+            return f"%<undefined {v!r}>"
+
+
+def format_op(op: Op, namer: Namer, locs: bool = True) -> str:
+    results = ", ".join(namer.result(r) for r in op.results)
+    operands = ", ".join(namer[v] for v in op.operands)
+    types = ", ".join(str(r.type) for r in op.results)
+    text = f"{results} = {op.name}"
+    if operands:
+        text += " " + operands
+    text += format_attrs(op) + f" : {types}"
+    return text + (format_loc(op.loc) if locs else "")
+
+
+def print_graph(g: Graph, locs: bool = True) -> str:
+    namer = Namer()
+    params = ", ".join(f"{namer.param(p)}: {p.type}" for p in g.params)
+    outs = ", ".join(str(v.type) for v in g.outputs)
+    name = _SAFE.sub("_", g.name) or "f"
+    header = f"func @{name}({params}) -> ({outs})"
+    if locs:
+        header += format_loc(g.loc)
+    lines = [header + " {"]
+    for op in g.ops:
+        lines.append("  " + format_op(op, namer, locs))
+    ret = "  return"
+    if g.outputs:
+        ret += " " + ", ".join(namer[v] for v in g.outputs)
+    lines.append(ret)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def op_text(op: Op, g: Graph | None = None) -> str:
+    """One op as text, for error messages (operand names from `g` when given)."""
+    namer = Namer()
+    if g is not None:
+        for p in g.params:
+            namer.param(p)
+        for other in g.ops:
+            if other is op:
+                break
+            for r in other.results:
+                namer.result(r)
+    else:
+        for v in op.operands:
+            namer.names[v] = f"%<{v.type}>"
+    return format_op(op, namer)
