@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 from syntonic import ir
-from syntonic.frontend import ArraySpec, JitFunction, Tracer, jit, spec
+from syntonic.frontend import ArraySpec, Tracer, spec
 from syntonic.frontend.api import (
     abs,
     absolute,
@@ -107,6 +107,7 @@ from syntonic.ir.errors import (
     UnsupportedError,
 )
 from syntonic.ir.types import DType
+from syntonic.runtime import JitFunction, jit
 
 bool_ = DType.bool
 i32 = DType.i32

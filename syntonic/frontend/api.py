@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from syntonic.frontend import tracer as tr
-from syntonic.frontend.tracer import Tracer, emit, fail, lift
-from syntonic.ir.errors import ShapeError, TraceError, UnsupportedError
-from syntonic.ir.errors import DTypeError
+from syntonic.frontend.tracer import emit, fail, lift
+from syntonic.ir.errors import DTypeError, ShapeError, TraceError, UnsupportedError
 from syntonic.ir.types import DType
 
 Array = Any  # a Tracer inside a trace, a numpy array outside
@@ -33,7 +33,7 @@ def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if tr.current_trace() is not None:
             return fn(*args, **kwargs)
-        from syntonic.frontend.jit import run_eagerly
+        from syntonic.frontend.trace import run_eagerly
 
         return run_eagerly(fn, args, kwargs)
 

@@ -9,7 +9,8 @@ Python scalars are *weakly typed*: ``x * 2.0`` keeps ``x``'s dtype.
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

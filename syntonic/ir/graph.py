@@ -17,8 +17,9 @@ Example::
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from syntonic.ir.types import TensorType
 

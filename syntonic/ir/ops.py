@@ -9,7 +9,8 @@ ops (SPEC-ops.md) are registered in :mod:`syntonic.ir.ops_resonant`.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

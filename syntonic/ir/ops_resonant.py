@@ -7,7 +7,8 @@ decomposed into primitive ops by a pass. Reference rules live in
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from syntonic.frontend import pytree
-from syntonic.frontend.location import display_path, reraise_filtered, user_message
-from syntonic.frontend.tracer import Trace, Tracer, constant, current_trace, tracing
+from syntonic.frontend.location import display_path, reraise_filtered
+from syntonic.frontend.trace import (
+    _SCALAR_TYPES,
+    ArraySpec,
+    _keywords,
+    _leaf_type,
+    _output_value,
+    _positional,
+)
+from syntonic.frontend.tracer import Trace, Tracer, current_trace, tracing
 from syntonic.ir.errors import DTypeError, IRError, SyntonicError, TraceError
 from syntonic.ir.graph import Graph, Location
 from syntonic.ir.interpreter import interpret
@@ -33,41 +41,6 @@ from syntonic.ir.types import DType, TensorType
 from syntonic.ir.verifier import verify
 
 DEVICES = ("auto", "cpu", "cuda", "interpreter")
-
-
-@dataclass(frozen=True, slots=True)
-class ArraySpec:
-    """Stands in for an array when tracing: ``sn.spec("f32[4,248]")``."""
-
-    type: TensorType
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.type.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.type.dtype.np
-
-    def __repr__(self) -> str:
-        return f"spec({self.type})"
-
-
-def spec(type_or_shape: str | Sequence[int], dtype: Any = "f32") -> ArraySpec:
-    """An array stand-in for tracing. ``sn.spec("f32[4,248]")`` or ``sn.spec((4, 248), "f32")``."""
-    if isinstance(type_or_shape, str):
-        return ArraySpec(TensorType.parse(type_or_shape))
-    return ArraySpec(TensorType(DType.coerce(dtype), tuple(int(d) for d in type_or_shape)))
-
-
-@dataclass(frozen=True, slots=True)
-class _Scalar:
-    """A Python scalar argument: traced as a weakly typed 0-d parameter."""
-
-    dtype: DType
-
-
-_SCALAR_TYPES = {bool: _Scalar(DType.bool), int: _Scalar(DType.i64), float: _Scalar(DType.f64)}
 
 
 class Compiled:
@@ -240,25 +213,6 @@ class JitFunction:
         return Compiled(graph, out_tree, param_types)
 
 
-def _leaf_type(leaf: Any) -> tuple[TensorType, bool]:
-    if isinstance(leaf, ArraySpec):
-        return leaf.type, False
-    if type(leaf) in _SCALAR_TYPES:
-        return TensorType(_SCALAR_TYPES[type(leaf)].dtype, ()), True
-    return TensorType.of(np.asarray(leaf)), False
-
-
-def _output_value(v: Any, fname: str) -> Any:
-    if isinstance(v, Tracer):
-        return v.value
-    if isinstance(v, (bool, int, float, np.ndarray, np.generic)):
-        return constant(v).value
-    raise TraceError(
-        user_message(f"`{fname}` returned a {type(v).__name__}; jitted functions return "
-                     "arrays, numbers, or tuples/lists/dicts of them", None)
-    )
-
-
 def _fast_key(args: tuple[Any, ...]) -> Any:
     """Key for the common case (positional numpy arrays only), or None."""
     key = []
@@ -267,26 +221,6 @@ def _fast_key(args: tuple[Any, ...]) -> Any:
             return None
         key.append((a.dtype, a.shape))
     return ("fast", *key)
-
-
-def _positional(sig: inspect.Signature, values: dict[str, Any]) -> list[Any]:
-    out = []
-    for p in sig.parameters.values():
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name in values:
-            out.append(values[p.name])
-        elif p.kind is p.VAR_POSITIONAL and p.name in values:
-            out.extend(values[p.name])
-    return out
-
-
-def _keywords(sig: inspect.Signature, values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for p in sig.parameters.values():
-        if p.kind is p.KEYWORD_ONLY and p.name in values:
-            out[p.name] = values[p.name]
-        elif p.kind is p.VAR_KEYWORD and p.name in values:
-            out.update(values[p.name])
-    return out
 
 
 def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",
@@ -306,33 +240,3 @@ def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",
     return JitFunction(fn, device, static_argnames)
 
 
-def run_eagerly(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Run an sn.* function on concrete inputs: trace it with arrays as params, interpret."""
-    flat, tree = pytree.flatten((args, kwargs))
-    trace = Trace(getattr(fn, "__name__", "eager"), None)
-    params: list[Any] = []
-    leaves: list[Any] = []
-    with tracing(trace):
-        traced = []
-        for leaf in flat:
-            if isinstance(leaf, (np.ndarray, np.generic)):
-                arr = np.asarray(leaf)
-                try:
-                    t = TensorType.of(arr)
-                except IRError as exc:
-                    raise DTypeError(f"{getattr(fn, '__name__', 'op')}: {exc}") from None
-                traced.append(Tracer(trace.builder.param(t), trace))
-                params.append(arr)
-            else:
-                traced.append(leaf)
-        a, k = pytree.unflatten(tree, traced)
-        try:
-            result = fn(*a, **k)
-        except SyntonicError as exc:
-            reraise_filtered(exc)
-        out_leaves, out_tree = pytree.flatten(result)
-        values = [_output_value(v, getattr(fn, "__name__", "op")) for v in out_leaves]
-        leaves = values
-    graph = trace.builder.build(leaves)
-    outs = interpret(graph, *params)
-    return pytree.unflatten(out_tree, list(outs))
