@@ -186,7 +186,7 @@ class TensorKind(AttrKind):
             return raw
         if isinstance(raw, np.ndarray) and result_type is None:
             DType.from_numpy(raw.dtype)  # rejects dtypes the IR lacks
-            return TensorValue(np.ascontiguousarray(raw).copy())
+            return TensorValue(np.array(raw, order="C", copy=True))
         if result_type is None:
             raise IRError("a dense<...> attribute needs the op's result type")
         if isinstance(raw, np.ndarray):
@@ -197,7 +197,7 @@ class TensorKind(AttrKind):
             raise IRError(f"expected dense<...>, got {raw!r}")
         if tuple(arr.shape) != result_type.shape:
             raise IRError(f"constant of shape {list(arr.shape)} does not match {result_type}")
-        return TensorValue(np.ascontiguousarray(arr, dtype=result_type.dtype.np).copy())
+        return TensorValue(np.array(arr, dtype=result_type.dtype.np, order="C", copy=True))
 
     def format(self, value: TensorValue) -> str:
         arr = value.array

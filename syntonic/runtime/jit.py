@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 
 from syntonic.frontend import pytree
-from syntonic.frontend.location import display_path, reraise_filtered
+from syntonic.frontend.location import (
+    display_path,
+    filter_traceback,
+    user_location,
+    user_message,
+)
 from syntonic.frontend.trace import (
     _SCALAR_TYPES,
     ArraySpec,
@@ -100,7 +105,10 @@ class JitFunction:
         key, leaves, bound = self._signature(args, kwargs, for_call=True)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._trace(bound)
+            try:
+                entry = self._trace(bound)
+            except SyntonicError as exc:  # show the user's frames, not the tracer's
+                raise exc.with_traceback(filter_traceback(exc.__traceback__)) from None
             self._cache[key] = entry
             if not kwargs and not self.static_argnames:
                 fast = _fast_key(args)
@@ -113,7 +121,10 @@ class JitFunction:
         key, _, bound = self._signature(args, kwargs, for_call=False)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._trace(bound)
+            try:
+                entry = self._trace(bound)
+            except SyntonicError as exc:
+                raise exc.with_traceback(filter_traceback(exc.__traceback__)) from None
             self._cache[key] = entry
         return entry.graph
 
@@ -128,7 +139,7 @@ class JitFunction:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TraceError(f"calling `{self.__name__}`: {exc}") from None
+            raise _call_error(TraceError, f"calling `{self.__name__}`: {exc}") from None
         bound.apply_defaults()
         key: list[Any] = []
         leaves: list[Any] = []
@@ -137,10 +148,11 @@ class JitFunction:
                 try:
                     hash(value)
                 except TypeError:
-                    raise TraceError(
+                    raise _call_error(
+                        TraceError,
                         f"static argument {name!r} of `{self.__name__}` must be hashable, "
-                        f"got {type(value).__name__}; fix: pass a tuple instead of a list, "
-                        "or make the argument non-static"
+                        f"got a {type(value).__name__}",
+                        "pass a tuple instead of a list, or make the argument non-static",
                     ) from None
                 key.append(("static", name, value))
                 continue
@@ -156,10 +168,12 @@ class JitFunction:
             try:
                 DType.from_numpy(leaf.dtype)
             except IRError:
-                raise DTypeError(
+                raise _call_error(
+                    DTypeError,
                     f"argument {name!r} of `{self.__name__}` has dtype {leaf.dtype}, which "
-                    f"Syntonic does not support; fix: convert it, e.g. "
-                    f"{name}.astype(np.float32) (supported: {', '.join(d.name for d in DType)})"
+                    "Syntonic does not support",
+                    f"convert it, e.g. {name}.astype(np.float32) "
+                    f"(supported: {', '.join(d.name for d in DType)})",
                 ) from None
             return (leaf.dtype, leaf.shape)
         if isinstance(leaf, np.generic):
@@ -168,18 +182,21 @@ class JitFunction:
             return _SCALAR_TYPES[type(leaf)]
         if isinstance(leaf, ArraySpec):
             if for_call:
-                raise TraceError(
-                    f"argument {name!r} of `{self.__name__}` is {leaf!r}: specs only stand in "
-                    f"for arrays when tracing; fix: call `{self.__name__}.trace(...)` or pass "
-                    "a numpy array"
+                raise _call_error(
+                    TraceError,
+                    f"argument {name!r} of `{self.__name__}` is {leaf!r}: specs only stand "
+                    "in for arrays when tracing",
+                    f"call `{self.__name__}.trace(...)`, or pass a numpy array",
                 )
             return (leaf.type.dtype.np, leaf.type.shape)
         if isinstance(leaf, Tracer):
-            raise TraceError(f"argument {name!r} is a traced value from `{leaf.trace.name}`")
-        raise TraceError(
-            f"argument {name!r} of `{self.__name__}` is a {type(leaf).__name__}; pass numpy "
-            f"arrays or Python numbers, or mark it static with "
-            f"sn.jit(static_argnames=({name!r},))"
+            raise _call_error(
+                TraceError, f"argument {name!r} is a traced value from `{leaf.trace.name}`")
+        raise _call_error(
+            TraceError,
+            f"argument {name!r} of `{self.__name__}` is a {type(leaf).__name__}",
+            "pass numpy arrays or Python numbers, or mark it static with "
+            f"sn.jit(static_argnames=({name!r},))",
         )
 
     def _trace(self, bound: inspect.BoundArguments) -> Compiled:
@@ -201,16 +218,18 @@ class JitFunction:
                     traced.append(Tracer(trace.builder.param(t, hint), trace, weak))
                     param_types.append(t)
                 call_args[name] = pytree.unflatten(tree, traced)
-            try:
-                result = self.fn(*_positional(self.signature, call_args),
-                                 **_keywords(self.signature, call_args))
-                out_leaves, out_tree = pytree.flatten(result)
-                values = [_output_value(v, self.__name__) for v in out_leaves]
-            except SyntonicError as exc:
-                reraise_filtered(exc)
-                raise  # pragma: no cover - reraise_filtered always raises
+            result = self.fn(*_positional(self.signature, call_args),
+                             **_keywords(self.signature, call_args))
+            out_leaves, out_tree = pytree.flatten(result)
+            values = [_output_value(v, self.__name__) for v in out_leaves]
         graph = verify(trace.builder.build(values))
         return Compiled(graph, out_tree, param_types)
+
+
+def _call_error(cls: type[SyntonicError], problem: str, fix: str | None = None
+                ) -> SyntonicError:
+    """An error about how a jitted function was called, located at the caller's line."""
+    return cls(user_message(problem, user_location(), fix))
 
 
 def _fast_key(args: tuple[Any, ...]) -> Any:
