@@ -117,3 +117,5 @@ f32 = DType.f32
 f64 = DType.f64
 
 __version__ = "0.1.0"
+
+from syntonic.ad import grad, value_and_grad, vjp  # noqa: E402  (autodiff)

@@ -17,6 +17,7 @@ FORBIDDEN = {
     "frontend": {"passes", "lower", "runtime"},
     "passes": {"frontend", "runtime"},
     "lower": {"frontend", "runtime"},
+    "ad": {"passes", "lower", "runtime"},
 }
 
 

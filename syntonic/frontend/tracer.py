@@ -31,11 +31,26 @@ Scalar = bool | int | float
 
 
 class Trace:
-    """One function being traced: its builder and name."""
+    """One function being traced: its builder and name.
+
+    A trace nested inside another (``sn.grad`` of a closure, later loop bodies) may use
+    values of the enclosing traces: each such value is *captured* once as an extra
+    parameter, recorded in ``captures`` (outer tracer, inner parameter tracer).
+    """
 
     def __init__(self, name: str, loc: Location | None) -> None:
         self.name = name
         self.builder = Builder(name, loc)
+        self.captures: list[tuple[Tracer, Tracer]] = []
+        self._captured: dict[int, Tracer] = {}
+
+    def capture(self, outer: Tracer) -> Tracer:
+        inner = self._captured.get(id(outer))
+        if inner is None:
+            inner = Tracer(self.builder.param(outer.type, "captured"), self, outer.weak)
+            self._captured[id(outer)] = inner
+            self.captures.append((outer, inner))
+        return inner
 
 
 _local = threading.local()
@@ -90,8 +105,9 @@ def describe(x: Any) -> str:
 def active_trace(operands: Sequence[Any]) -> Trace:
     """The trace new ops go to; every Tracer operand must belong to it."""
     trace = current_trace()
+    stack = _stack()
     for x in operands:
-        if isinstance(x, Tracer) and x.trace is not trace:
+        if isinstance(x, Tracer) and x.trace is not trace and x.trace not in stack:
             outer = f" in `{trace.name}`" if trace else " outside any traced function"
             raise fail(
                 TraceError,
@@ -108,6 +124,7 @@ def emit(name: str, operands: Sequence[Tracer], attrs: dict[str, Any] | None = N
          weak: bool = False) -> Tracer:
     """Append op `name` to the active trace; map a type-rule failure to a user error."""
     trace = active_trace(operands)
+    operands = [t if t.trace is trace else trace.capture(t) for t in operands]
     loc = user_location()
     try:
         v = trace.builder.add(name, [t.value for t in operands], attrs, loc)

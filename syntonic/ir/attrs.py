@@ -128,6 +128,8 @@ class DTypeKind(AttrKind):
             return raw
         if isinstance(raw, Ident):
             return DType.parse(raw.name)
+        if isinstance(raw, str):
+            return DType.parse(raw)
         raise IRError(f"expected a dtype name, got {raw!r}")
 
     def format(self, value: DType) -> str:

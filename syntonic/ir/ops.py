@@ -446,6 +446,45 @@ register(
 )
 
 
+def _infer_pad(ts: Types, a: Attrs) -> TensorType:
+    t = ts[0]
+    low, high, interior = a["low"], a["high"], a["interior"]
+    if not len(low) == len(high) == len(interior) == t.rank:
+        raise InferError(f"pad: low/high/interior need one entry per axis of {t}", "attr")
+    if any(v < 0 for v in (*low, *high, *interior)):
+        raise InferError(f"pad: negative padding {list(low)}/{list(high)}/{list(interior)}",
+                         "attr", "padding amounts are >= 0 (use slice to crop)")
+    shape = tuple(
+        lo + hi + d + max(d - 1, 0) * it for lo, hi, it, d in zip(low, high, interior, t.shape)
+    )
+    return t.with_shape(shape)
+
+
+def _ref_pad(x: np.ndarray, low: tuple[int, ...], high: tuple[int, ...],
+             interior: tuple[int, ...]) -> np.ndarray:
+    shape = _infer_pad((TensorType.of(x),), {"low": low, "high": high,
+                                              "interior": interior}).shape
+    out = np.zeros(shape, dtype=x.dtype)
+    index = tuple(slice(lo, lo + (d - 1) * (it + 1) + 1 if d else lo, it + 1)
+                  for lo, it, d in zip(low, interior, x.shape))
+    out[index] = x
+    return out
+
+
+register(
+    OpDef(
+        "pad",
+        (1, 1),
+        (("low", AttrSpec(INTS)), ("high", AttrSpec(INTS)), ("interior", AttrSpec(INTS))),
+        frozenset({T.LAYOUT}),
+        _infer_pad,
+        _ref_pad,
+        "Zero padding: `low`/`high` zeros before/after each axis, `interior` between elements "
+        "(the transpose of slice).",
+    )
+)
+
+
 # ----------------------------------------------------------------- reductions
 
 
