@@ -40,3 +40,8 @@ class ControlFlowError(TraceError):
 
 class UnsupportedError(TraceError):
     """A Python or numpy feature Syntonic cannot trace (with the nearest alternative)."""
+
+
+class GnosisError(SyntonicError):
+    """A ``.gnosis`` file that cannot be written or read back (truncated, corrupted, wrong
+    magic or version, sizes that do not fit), or a tree that cannot be stored."""
