@@ -69,3 +69,35 @@ def _unflatten(tree: TreeDef, it: Any) -> Any:
     if tree.kind == "list":
         return items
     return dict(zip(tree.keys, items))
+
+
+def tree_map(fn: Any, tree: Any, *rest: Any) -> Any:
+    """Apply `fn` leaf-wise to one or more pytrees of the same structure.
+
+    Example::
+
+        >>> tree_map(lambda a, b: a + b, {"w": 1}, {"w": 2})
+        {'w': 3}
+    """
+    leaves, td = flatten(tree)
+    others = []
+    for r in rest:
+        rl, rtd = flatten(r)
+        if rtd != td:
+            raise ValueError("tree_map: pytrees have different structures")
+        others.append(rl)
+    return unflatten(td, [fn(*xs) for xs in zip(leaves, *others)])
+
+
+def named_leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves by dotted path: ``{"encoder": {"weight": w}} -> {"encoder.weight": w}``."""
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict):
+        for k in sorted(tree):
+            out.update(named_leaves(tree[k], f"{prefix}{k}."))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            out.update(named_leaves(v, f"{prefix}{i}."))
+    elif tree is not None:
+        out[prefix[:-1]] = tree
+    return out
