@@ -42,6 +42,11 @@ class UnsupportedError(TraceError):
     """A Python or numpy feature Syntonic cannot trace (with the nearest alternative)."""
 
 
+class BackendError(SyntonicError):
+    """A backend failed to compile or load generated code (a Syntonic bug: please report
+    it with the IR text the message shows)."""
+
+
 class GnosisError(SyntonicError):
     """A ``.gnosis`` file that cannot be written or read back (truncated, corrupted, wrong
     magic or version, sizes that do not fit), or a tree that cannot be stored."""

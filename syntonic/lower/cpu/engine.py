@@ -1,0 +1,120 @@
+"""LLVM for the host CPU: initialisation, target machine, optimisation, object code.
+
+One process-wide :class:`Engine` owns a target machine for the host (its CPU name and
+features, so LLVM uses AVX2/FMA/... where present) and an MCJIT execution engine into
+which compiled object code is loaded. Object code (not a JIT-only artifact) is the unit
+of compilation so the compile cache can store it on disk and load it without LLVM's
+optimiser running again.
+
+Example::
+
+    eng = get_engine()
+    art = eng.compile(llvm_ir_text)        # optimise + emit object code
+    lib = eng.load(art.obj, art.symbols)   # machine code in this process
+    addr = lib["entry"]                    # an address to call through ctypes
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from syntonic.ir.errors import BackendError
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The result of compiling one module: optimised IR text, object code, asm on demand."""
+
+    name: str
+    optimized_ir: str
+    obj: bytes
+    symbols: tuple[str, ...]
+    asm: str | None = field(default=None, compare=False)
+
+
+class Engine:
+    """Host target machine plus an MCJIT engine that object files are loaded into."""
+
+    def __init__(self) -> None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self.triple = llvm.get_process_triple()
+        self.cpu = llvm.get_host_cpu_name()
+        self.features = llvm.get_host_cpu_features().flatten()
+        target = llvm.Target.from_triple(self.triple)
+        self.tm = target.create_target_machine(
+            cpu=self.cpu, features=self.features, opt=3, codemodel="jitdefault"
+        )
+        backing = llvm.parse_assembly("")
+        self._ee = llvm.create_mcjit_compiler(backing, self.tm)
+        self._load_lock = threading.Lock()
+
+    @property
+    def target_key(self) -> str:
+        """Everything about the target and toolchain that changes the machine code."""
+        ver = ".".join(map(str, llvm.llvm_version_info))
+        return f"{self.triple}|{self.cpu}|{self.features}|llvm{ver}|llvmlite{llvmlite.__version__}"
+
+    def optimize(self, text: str) -> llvm.ModuleRef:
+        """Parse, verify and run the O3 pipeline (loop + SLP vectorisers on)."""
+        try:
+            mod = llvm.parse_assembly(text)
+            mod.verify()
+        except RuntimeError as exc:
+            raise BackendError(f"generated LLVM IR does not verify: {exc}\n{_numbered(text)}"
+                               ) from None
+        mod.triple = self.triple
+        mod.data_layout = str(self.tm.target_data)
+        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+        pto.loop_unrolling = True
+        pto.loop_interleaving = True
+        pb = llvm.create_pass_builder(self.tm, pto)
+        mpm = pb.getModulePassManager()
+        mpm.run(mod, pb)
+        return mod
+
+    def compile(self, text: str, name: str, symbols: tuple[str, ...]) -> Artifact:
+        """Optimise `text` and emit object code; `symbols` are the entry points to export."""
+        mod = self.optimize(text)
+        obj = self.tm.emit_object(mod)
+        return Artifact(name, str(mod), obj, symbols)
+
+    def asm(self, optimized_ir: str) -> str:
+        """Assembly text of already-optimised IR (computed only when asked for)."""
+        mod = llvm.parse_assembly(optimized_ir)
+        return self.tm.emit_assembly(mod)
+
+    def load(self, obj: bytes, symbols: tuple[str, ...]) -> dict[str, int]:
+        """Load object code into the process; returns the address of each symbol."""
+        with self._load_lock:
+            self._ee.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            self._ee.finalize_object()
+            addrs = {s: self._ee.get_function_address(s) for s in symbols}
+        missing = [s for s, a in addrs.items() if not a]
+        if missing:
+            raise BackendError(f"object code lacks the symbols {missing}")
+        return addrs
+
+
+def get_engine() -> Engine:
+    """The process-wide engine (created on first use; thread-safe)."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = Engine()
+    return _engine
+
+
+def _numbered(text: str, limit: int = 400) -> str:
+    lines = text.splitlines()[:limit]
+    return "\n".join(f"{i + 1:4d}  {line}" for i, line in enumerate(lines))

@@ -1,0 +1,190 @@
+"""Accuracy of the LLVM math library against a float64 (numpy / math) reference.
+
+Measured max error in ulps of the output type, over random inputs on wide ranges plus the
+edge cases (0, -0, +-inf, nan, subnormals, huge arguments). This is the documented
+accuracy of the CPU backend. The bound asserted for f32 is the issue's 4 ulp; measured
+(``pytest -s``, AMD EPYC znver3, LLVM 22, ~40k inputs per function), error of the result
+against the float64 reference, in ulps of the result type ("0" = every f32 result was
+the correctly rounded value: the f32 functions compute in f64 and round once):
+
+    function  f32 (whole f32 range)  f64
+    exp       0                      1
+    log       0                      2
+    sin, cos  0 (incl. |x| ~ 1e38)   2 for |x| < 2**30; beyond: bounded, not accurate
+    tanh      0                      3
+    sigmoid   0                      2
+    erf       0                      3
+    sqrt      0                      0  (llvm.sqrt: correctly rounded)
+    rsqrt     0                      0-1
+    pow       0                      242 (exp(y*log x) in f64: error grows with |y log x|)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import numpy as np
+import pytest
+
+llvmlite = pytest.importorskip("llvmlite")
+from llvmlite import ir  # noqa: E402
+
+from syntonic.lower.cpu.engine import get_engine  # noqa: E402
+from syntonic.lower.cpu.math import ARITY, F32, F64, FUNCTIONS, MathLib  # noqa: E402
+
+_TY = {np.float32: F32, np.float64: F64}
+_compiled: dict[tuple[str, type], object] = {}
+
+
+def _native(name: str, dtype: type):
+    """A ctypes function ``f(x, y, out, n)`` applying math function `name` elementwise."""
+    key = (name, dtype)
+    if key in _compiled:
+        return _compiled[key]
+    ty = _TY[dtype]
+    mod = ir.Module(name=f"test_{name}")
+    lib = MathLib(mod)
+    ptr = ty.as_pointer()
+    i64 = ir.IntType(64)
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, i64]), "kernel")
+    x, y, out, n = fn.args
+    entry = fn.append_basic_block("entry")
+    loop = fn.append_basic_block("loop")
+    done = fn.append_basic_block("done")
+    b = ir.IRBuilder(entry)
+    b.cbranch(b.icmp_signed(">", n, i64(0)), loop, done)
+    b.position_at_end(loop)
+    i = b.phi(i64)
+    i.add_incoming(i64(0), entry)
+    args = [b.load(b.gep(x, [i]))]
+    if ARITY.get(name, 1) == 2:
+        args.append(b.load(b.gep(y, [i])))
+    b.store(b.call(lib.get(name, ty), args), b.gep(out, [i]))
+    nxt = b.add(i, i64(1))
+    i.add_incoming(nxt, loop)
+    b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
+    b.position_at_end(done)
+    b.ret_void()
+    eng = get_engine()
+    art = eng.compile(str(mod), f"test_{name}", ("kernel",))
+    addr = eng.load(art.obj, art.symbols)["kernel"]
+    cfn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                           ctypes.c_int64)(addr)
+
+    def run(xa: np.ndarray, ya: np.ndarray | None = None) -> np.ndarray:
+        xa = np.ascontiguousarray(xa, dtype)
+        ya = xa if ya is None else np.ascontiguousarray(ya, dtype)
+        o = np.empty_like(xa)
+        cfn(xa.ctypes.data, ya.ctypes.data, o.ctypes.data, xa.size)
+        return o
+
+    _compiled[key] = (run, art)
+    return _compiled[key]
+
+
+def _reference(name: str, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    xd = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if name == "exp":
+            return np.exp(xd)
+        if name == "log":
+            return np.log(xd)
+        if name == "sin":
+            return np.sin(xd)
+        if name == "cos":
+            return np.cos(xd)
+        if name == "tanh":
+            return np.tanh(xd)
+        if name == "sigmoid":
+            e = np.exp(-np.abs(xd))
+            return np.where(xd >= 0, 1 / (1 + e), e / (1 + e))
+        if name == "erf":
+            return np.vectorize(math.erf, otypes=[np.float64])(xd)
+        if name == "sqrt":
+            return np.sqrt(xd)
+        if name == "rsqrt":
+            return 1 / np.sqrt(xd)
+        if name == "pow":
+            return np.power(xd, y.astype(np.float64))
+    raise KeyError(name)
+
+
+def ulp_error(got: np.ndarray, ref64: np.ndarray, dtype: type) -> float:
+    """Max |got - ref| in ulps of `dtype` at the reference (nan/inf must match exactly)."""
+    ref = ref64.astype(dtype)
+    both_nan = np.isnan(got) & np.isnan(ref)
+    same = (got == ref) | both_nan
+    bad_special = ~same & (~np.isfinite(ref) | ~np.isfinite(got))
+    assert not bad_special.any(), (
+        f"special values differ: got {got[bad_special][:5]} want {ref[bad_special][:5]}")
+    finite = np.isfinite(ref64) & ~same
+    if not finite.any():
+        return 0.0
+    info = np.finfo(dtype)
+    r = np.abs(ref64[finite])
+    # ulp of the reference in the output type (subnormals: the smallest spacing)
+    exp = np.floor(np.log2(np.maximum(r, info.tiny)))
+    ulp = np.exp2(exp - (info.nmant))
+    err = np.abs(got[finite].astype(np.float64) - ref64[finite]) / ulp
+    return float(err.max())
+
+
+def _inputs(name: str, dtype: type, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    info = np.finfo(dtype)
+    edge = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.tiny, info.tiny / 4,
+                     -info.tiny / 4, info.max, -info.max, 1.0, -1.0, 0.5, 2.0], dtype)
+    n = 20000
+    wide = (rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 3, n)).astype(dtype)
+    if name == "exp":
+        body = rng.uniform(-110 if dtype is np.float32 else -750,
+                           90 if dtype is np.float32 else 710, n).astype(dtype)
+    elif name in ("log", "sqrt", "rsqrt"):
+        body = np.abs(wide) * 10.0 ** rng.uniform(-30, 30, n).astype(dtype)
+    elif name in ("sin", "cos"):
+        hi = 38 if dtype is np.float32 else 9  # f64: documented domain |x| < 2**30
+        body = (rng.standard_normal(n) * 10.0 ** rng.uniform(-5, hi, n)).astype(dtype)
+        if dtype is np.float64:
+            edge = edge[np.abs(edge) < 2**30]
+            body = body[np.abs(body) < 2**30]
+    else:
+        body = wide
+    x = np.concatenate([edge, body, wide]).astype(dtype)
+    if name == "pow":
+        y = (rng.standard_normal(x.size) * 4).astype(dtype)
+        y[: edge.size] = np.array([0, 1, 2, 3, -1, -2, 0.5, np.inf, -np.inf, np.nan, 3, 2,
+                                   -3, 1.5][: edge.size], dtype)
+        return x, y
+    return (x,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_accuracy(name: str, dtype: type) -> None:
+    rng = np.random.default_rng(1234)
+    run, _ = _native(name, dtype)
+    args = _inputs(name, dtype, rng)
+    got = run(*args)
+    ref = _reference(name, args[0], args[1] if len(args) > 1 else None)
+    err = ulp_error(got, ref, dtype)
+    print(f"{name:8s} {np.dtype(dtype).name}: max {err:.2f} ulp")
+    limit = 4.0 if dtype is np.float32 else _F64_LIMITS.get(name, 4.0)
+    assert err <= limit, f"{name} {dtype}: {err} ulp"
+
+
+_F64_LIMITS = {"pow": 2048.0}
+
+
+def test_f64_sincos_huge_arguments_stay_bounded() -> None:
+    """Beyond |x| = 2**30 the f64 reduction loses accuracy but results stay in [-1, 1]."""
+    x = np.array([2.0**31, 1e15, 1e300, -1.7e308], np.float64)
+    for name in ("sin", "cos"):
+        run, _ = _native(name, np.float64)
+        got = run(x)
+        assert np.all(np.abs(got) <= 1.0), got
+
+
+def test_vectorizes() -> None:
+    """The loop over a math call vectorises (the point of writing it branch-free)."""
+    _, art = _native("exp", np.float32)
+    assert "<4 x double>" in art.optimized_ir or "<8 x float>" in art.optimized_ir
