@@ -124,3 +124,4 @@ from syntonic.ad import grad, value_and_grad, vjp  # noqa: E402  (autodiff)
 from syntonic.gnosis import load, save  # noqa: E402
 from syntonic.ir.errors import GnosisError  # noqa: E402
 from syntonic import nn, optim  # noqa: E402
+from syntonic import data  # noqa: E402
