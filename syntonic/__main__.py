@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from syntonic.gnosis.daemon import add_arguments as add_daemon_arguments
+from syntonic.gnosis.daemon import main as daemon_main
 
 _DESCRIPTION = """\
 Syntonic: trace numpy-style Python functions into a typed IR and compile them.
@@ -21,9 +25,17 @@ commands:
       bool, i32, i64, f16, f32, f64. FUNC may be a plain function or an @sn.jit one.
       --static NAME=VALUE passes a static argument (VALUE is a Python literal).
       --no-locs omits the loc("file":line) trailers.
+  daemon [--state FILE.gnosis] [--tick SECONDS] [--cycles N] [--autosave N]
+         [--threshold S] [--socket PATH]
+      Run the Ouroboros daemon: each tick (default 1/phi s) inject at most one input line
+      (stdin, or clients of --socket) through FluxBridge, run one DHSR cycle, print the
+      decoded state when syntony > S (default 0.99), else "dreaming" every 10th cycle.
+      Autosaves to FILE every N cycles (default 100) and on SIGINT/SIGTERM, and resumes
+      from FILE on restart. --cycles N --tick 0 make a finite, fast run.
 
-example:
+examples:
   python -m syntonic dump examples/quickstart.py:dhsr_step --arg f32[1,248]
+  python -m syntonic daemon --state mind.gnosis --tick 0.1
 """
 
 
@@ -45,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--static", action="append", default=[], metavar="NAME=VALUE",
                    help="a static (compile-time) argument, VALUE a Python literal")
     d.add_argument("--no-locs", action="store_true", help="omit loc(...) trailers")
+    dm = sub.add_parser("daemon", help="run the Ouroboros daemon (see syntonic.gnosis.daemon)",
+                        description="Run the Ouroboros daemon: FluxBridge input, DHSR cycles, "
+                                    "emitted text, .gnosis autosave and resume.")
+    add_daemon_arguments(dm)
     return p
 
 
@@ -120,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     if ns.command == "dump":
         return _dump(ns)
+    if ns.command == "daemon":
+        return daemon_main(ns)
     _parser().print_help()
     return 2
 
