@@ -23,6 +23,8 @@ from syntonic.frontend.api import (
     absolute,
     add,
     amax,
+    argmax,
+    argmin,
     amin,
     arange,
     astype,
@@ -125,3 +127,4 @@ from syntonic.gnosis import load, save  # noqa: E402
 from syntonic.ir.errors import GnosisError  # noqa: E402
 from syntonic import nn, optim  # noqa: E402
 from syntonic import data  # noqa: E402
+from syntonic import train  # noqa: E402

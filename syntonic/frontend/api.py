@@ -434,3 +434,22 @@ def iota(shape: Sequence[int], dim: int = 0, dtype: Any = "i32") -> Array:
     """Indices along `dim`, broadcast over `shape`."""
     d = _creation_dtype(dtype, DType.i32)
     return emit("iota", [], {"shape": tuple(shape), "dim": dim, "dtype": d})
+
+
+@eager
+def argmax(x: Array, axis: int = -1) -> Array:
+    """Index of the first maximum along `axis` (i32). Example: ``sn.argmax(logits)``."""
+    t = lift(x)
+    ax = _norm_axis(axis, t.ndim, "argmax")
+    m = max(t, axis=ax, keepdims=True)
+    n = t.shape[ax]
+    idx = iota(t.shape, dim=ax, dtype="i32")
+    # NaN counts as the maximum (numpy's convention): its position is where t != t
+    hit = _logical(equal(t, m), not_equal(t, t), "|") if t.dtype_.is_float else equal(t, m)
+    return min(where(hit, idx, n), axis=ax)
+
+
+@eager
+def argmin(x: Array, axis: int = -1) -> Array:
+    """Index of the first minimum along `axis` (i32)."""
+    return argmax(negative(x), axis)
