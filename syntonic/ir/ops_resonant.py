@@ -14,6 +14,7 @@ import numpy as np
 
 from syntonic.ir import resonant as R
 from syntonic.ir.attrs import DTYPE, FLOAT, INT, OPT_FLOAT, OPT_INT, AttrSpec
+from syntonic.ir.decompositions import RULES as DECOMPOSE
 from syntonic.ir.ops import check_axis, check_float
 from syntonic.ir.registry import InferError, OpDef, Trait, register
 from syntonic.ir.types import DType, TensorType
@@ -70,6 +71,7 @@ register(
         _infer_golden,
         lambda n, dtype: R.golden_weights(n),
         "The golden measure w_i = exp(-i^2/phi), i < n.",
+        decompose=DECOMPOSE["golden_weights"],
     )
 )
 
@@ -77,6 +79,7 @@ register(
     OpDef(
         "syntony", (1, 1), (AXIS,), RES, _reduce_rows("syntony"), R.syntony,
         "(sum |x| sqrt(w))^2 / (W sum x^2) along `axis`; 0 for a zero row.",
+        decompose=DECOMPOSE["syntony"],
     )
 )
 register(
@@ -84,6 +87,7 @@ register(
         "spectral_syntony", (1, 1), (AXIS,), RES, _reduce_rows("spectral_syntony"),
         R.spectral_syntony,
         "sum w x^2 / sum x^2 along `axis`; 0 for a zero row.",
+        decompose=DECOMPOSE["spectral_syntony"],
     )
 )
 
@@ -124,6 +128,7 @@ register(
         _infer_differentiate,
         _ref_differentiate,
         "u = x(1 + alpha i/N), rescaled to x's energy along `axis`.",
+        decompose=DECOMPOSE["differentiate"],
     )
 )
 register(
@@ -131,18 +136,21 @@ register(
         "harmonize", (1, 1), (("strength", AttrSpec(FLOAT, R.PHI_INV)), AXIS), RES,
         _same_as_x("harmonize"), R.harmonize,
         "Pull each row toward the golden profile of the same energy less Q.",
+        decompose=DECOMPOSE["harmonize"],
     )
 )
 register(
     OpDef(
         "mobius_mask", (1, 1), (AXIS,), RES, _same_as_x("mobius_mask"), R.mobius_mask,
         "Zero positions i where i+1 is not square-free.",
+        decompose=DECOMPOSE["mobius_mask"],
     )
 )
 register(
     OpDef(
         "dhsr_cycle", (1, 1), (AXIS,), RES, _same_as_x("dhsr_cycle"), R.dhsr_cycle,
         "harmonize(mobius_mask(differentiate(x, (1 - syntony(x)) phi^-2)), phi^-1).",
+        decompose=DECOMPOSE["dhsr_cycle"],
     )
 )
 
@@ -156,5 +164,6 @@ register(
     OpDef(
         "prime_gate", (1, 1), (), RES, _infer_prime_gate, R.prime_gate,
         "For a last-axis size d in PRIME_DIMS: x / max(|x|_2, 1e-12) * b(d); else x.",
+        decompose=DECOMPOSE["prime_gate"],
     )
 )

@@ -56,6 +56,7 @@ class InferError(IRError):
 
 InferFn = Callable[[tuple[TensorType, ...], Mapping[str, Any]], "TensorType | tuple[TensorType, ...]"]
 RefFn = Callable[..., Any]
+DecomposeFn = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ class OpDef:
     infer: InferFn
     reference: RefFn
     doc: str = ""
+    # Rewrites the op into primitive ops: ``decompose(builder, op, operands) -> results``
+    # (used by the decompose pass and by autodiff); None for primitive ops.
+    decompose: DecomposeFn | None = None
 
     def has(self, trait: str) -> bool:
         return trait in self.traits

@@ -1,0 +1,243 @@
+"""Decomposition rules of the resonant ops into primitive ops, exactly per SPEC-ops.md.
+
+Each rule is ``rule(b, op, operands) -> tuple[Value, ...]``: it appends primitive ops to
+the Builder `b` (all located at ``op.loc``) and returns the values that replace
+``op.results``. The rules are attached to the ops' registry entries
+(``OpDef.decompose``, see :mod:`syntonic.ir.ops_resonant`); the decompose pass and
+autodiff both use them.
+
+Conventions. Golden weights, the Moebius mask and every other per-position factor are
+computed in float64 at compile time and become constants of the working dtype, shaped
+``[1, ..., N, ..., 1]`` and broadcast along the op's axis (``axis=None`` reshapes to a
+flat vector first and back after). Reductions keep dims and broadcast back. f16 inputs
+are computed in f32 and rounded once at the end (the reference computes in f64; sums
+of squares overflow f16 long before the result does). Zero rows follow the spec: the
+syntonies are 0, differentiate and harmonize return x (a select on the row energy),
+so NaN propagates exactly as in the reference.
+
+Example::
+
+    >>> b = Builder("f"); x = b.param(TensorType.parse("f32[4]"))
+    >>> op = b.add_op("syntony", [x]); sub = Builder("g"); y = sub.param(x.type)
+    >>> (s,) = get_op("syntony").decompose(sub, op, [y])   # sum, mul, div, select ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from syntonic.ir import resonant as R
+from syntonic.ir.graph import Builder, Location, Op, Value
+from syntonic.ir.types import DType
+
+Rule = Callable[[Builder, Op, Sequence[Value]], tuple[Value, ...]]
+
+
+class _Emit:
+    """Appends primitive ops at one source location, with small shape helpers."""
+
+    def __init__(self, b: Builder, loc: Location | None) -> None:
+        self.b = b
+        self.loc = loc
+
+    def op(self, name: str, *xs: Value, **attrs: Any) -> Value:
+        return self.b.add(name, xs, attrs or None, self.loc)
+
+    def const(self, array: np.ndarray, dtype: DType) -> Value:
+        with np.errstate(all="ignore"):
+            arr = np.array(np.asarray(array).astype(dtype.np), order="C")
+        return self.op("constant", value=arr)
+
+    def scalar(self, value: float | bool, dtype: DType, shape: tuple[int, ...]) -> Value:
+        """`value` broadcast to `shape` (a splat constant in canonical form)."""
+        return self.bcast(self.const(np.asarray(value), dtype), shape)
+
+    def bcast(self, v: Value, shape: tuple[int, ...]) -> Value:
+        return v if v.shape == tuple(shape) else self.op("broadcast", v, shape=tuple(shape))
+
+    def reshape(self, v: Value, shape: tuple[int, ...]) -> Value:
+        return v if v.shape == tuple(shape) else self.op("reshape", v, shape=tuple(shape))
+
+    def along(self, vec: np.ndarray, like: Value, ax: int) -> Value:
+        """A per-position constant along axis `ax`, broadcast to `like`'s shape."""
+        shape = tuple(like.shape[ax] if a == ax else 1 for a in range(len(like.shape)))
+        dtype = DType.bool if vec.dtype == np.bool_ else like.dtype
+        return self.bcast(self.const(np.reshape(vec, shape), dtype), like.shape)
+
+    def row_sum(self, v: Value, ax: int, keepdims: bool = True) -> Value:
+        return self.op("sum", v, axes=(ax,), keepdims=keepdims)
+
+    def up(self, v: Value, ax: int, like: Value) -> Value:
+        """A keepdims row value broadcast back over axis `ax` of `like`."""
+        return self.bcast(v, like.shape)
+
+
+def _working(e: _Emit, x: Value) -> Value:
+    """x in the dtype the decomposition computes in (f16 -> f32)."""
+    return e.op("cast", x, dtype=DType.f32) if x.dtype is DType.f16 else x
+
+
+def _result(e: _Emit, y: Value, dtype: DType) -> Value:
+    return e.op("cast", y, dtype=dtype) if y.dtype is not dtype else y
+
+
+def _flat(e: _Emit, x: Value, axis: int | None) -> tuple[Value, int]:
+    """x with the op's axis as a real axis: flattened for ``axis=None``."""
+    if axis is None:
+        return e.reshape(x, (x.type.size,)), 0
+    return x, axis % len(x.shape)
+
+
+def _safe_div(e: _Emit, num: Value, den: Value) -> Value:
+    """num/den, and 0 where den == 0 (the spec's convention; NaN stays NaN)."""
+    zero = e.scalar(0.0, num.dtype, num.shape)
+    return e.op("select", e.op("eq", den, zero), zero, e.op("div", num, den))
+
+
+# ------------------------------------------------------------- the formulas
+
+
+def syntony_rows(e: _Emit, x: Value, ax: int, keepdims: bool) -> Value:
+    """S = (sum |x| sqrt(w))^2 / (W sum x^2) along `ax`; 0 where sum x^2 = 0."""
+    n = x.shape[ax]
+    w = R.golden_weights(n)
+    a = e.op("sum", e.op("mul", e.op("abs", x), e.along(np.sqrt(w), x, ax)),
+             axes=(ax,), keepdims=keepdims)
+    energy = e.op("sum", e.op("mul", x, x), axes=(ax,), keepdims=keepdims)
+    num = e.op("mul", a, a)
+    den = e.op("mul", e.scalar(float(w.sum()), x.dtype, energy.shape), energy)
+    return _safe_div(e, num, den)
+
+
+def spectral_rows(e: _Emit, x: Value, ax: int) -> Value:
+    """S = sum w x^2 / sum x^2 along `ax`; 0 where sum x^2 = 0."""
+    w = R.golden_weights(x.shape[ax])
+    num = e.row_sum(e.op("mul", e.op("mul", e.along(w, x, ax), x), x), ax, False)
+    den = e.row_sum(e.op("mul", x, x), ax, False)
+    return _safe_div(e, num, den)
+
+
+def differentiate_rows(e: _Emit, x: Value, ax: int, alpha: float | Value) -> Value:
+    """u = x (1 + alpha i/N); y = u sqrt(E/U), y = x where U = 0 (alpha: float or keepdims row)."""
+    n = x.shape[ax]
+    ramp = np.arange(n, dtype=np.float64) / n if n else np.zeros(0)
+    if isinstance(alpha, Value):
+        factor = e.op("add", e.scalar(1.0, x.dtype, x.shape),
+                      e.op("mul", e.bcast(alpha, x.shape), e.along(ramp, x, ax)))
+    else:
+        with np.errstate(all="ignore"):
+            factor = e.along(1.0 + alpha * ramp, x, ax)
+    u = e.op("mul", x, factor)
+    energy = e.row_sum(e.op("mul", x, x), ax)
+    u_energy = e.row_sum(e.op("mul", u, u), ax)
+    scale = e.op("sqrt", e.op("div", energy, u_energy))
+    y = e.op("mul", u, e.up(scale, ax, x))
+    zero = e.op("eq", u_energy, e.scalar(0.0, x.dtype, u_energy.shape))
+    return e.op("select", e.up(zero, ax, x), x, y)
+
+
+def harmonize_rows(e: _Emit, x: Value, ax: int, g: float) -> Value:
+    """y = (1-g) x + g s t, t_i = sqrt(E (1-Q) w_i / W), s = sign(x) (+1 at 0); y = x where E = 0.
+
+    g t_i is computed as sqrt(E) * c_i with the compile-time constant
+    c_i = g sqrt((1-Q) w_i / W) (equal to the spec's formula up to rounding).
+    """
+    n = x.shape[ax]
+    w = R.golden_weights(n)
+    with np.errstate(all="ignore"):
+        c = g * np.sqrt((1.0 - R.Q) * w / w.sum()) if n else np.zeros(0)
+    energy = e.row_sum(e.op("mul", x, x), ax)
+    t = e.op("mul", e.up(e.op("sqrt", energy), ax, x), e.along(c, x, ax))
+    positive = e.op("ge", x, e.scalar(0.0, x.dtype, x.shape))
+    st = e.op("select", positive, t, e.op("neg", t))
+    y = e.op("add", e.op("mul", e.scalar(1.0 - g, x.dtype, x.shape), x), st)
+    zero = e.op("eq", energy, e.scalar(0.0, x.dtype, energy.shape))
+    return e.op("select", e.up(zero, ax, x), x, y)
+
+
+def mobius_rows(e: _Emit, x: Value, ax: int) -> Value:
+    """x where i+1 is square-free, else exactly 0 (a select: NaN there becomes 0)."""
+    keep = e.along(R.mobius_keep(x.shape[ax]), x, ax)
+    return e.op("select", keep, x, e.scalar(0.0, x.dtype, x.shape))
+
+
+# ------------------------------------------------------------- rules per op
+
+
+def _axis_rule(body: Callable[[_Emit, Value, int, dict[str, Any]], Value],
+               shape_preserving: bool) -> Rule:
+    """Wrap a formula on (x, axis) with the f16 and ``axis=None`` conventions."""
+
+    def rule(b: Builder, op: Op, operands: Sequence[Value]) -> tuple[Value, ...]:
+        e = _Emit(b, op.loc)
+        attrs = op.attr
+        x0 = operands[0]
+        x, ax = _flat(e, _working(e, x0), attrs.get("axis", -1))
+        extra = {"operands": operands[1:], **attrs}
+        y = body(e, x, ax, extra)
+        if shape_preserving:
+            y = e.reshape(y, x0.shape)
+        return (_result(e, y, op.results[0].dtype),)
+
+    return rule
+
+
+def _alpha_row(e: _Emit, alpha: Value, x: Value, ax: int) -> Value:
+    """A per-row alpha (x's shape without the axis) as a keepdims row of x's dtype."""
+    a = _working(e, alpha)
+    keep = tuple(1 if k == ax else d for k, d in enumerate(x.shape))
+    return e.reshape(a, keep)
+
+
+def _golden_weights(b: Builder, op: Op, operands: Sequence[Value]) -> tuple[Value, ...]:
+    e = _Emit(b, op.loc)
+    attrs = op.attr
+    return (e.const(R.golden_weights(attrs["n"]), attrs["dtype"]),)
+
+
+def _differentiate(e: _Emit, x: Value, ax: int, a: dict[str, Any]) -> Value:
+    if a["operands"]:
+        return differentiate_rows(e, x, ax, _alpha_row(e, a["operands"][0], x, ax))
+    return differentiate_rows(e, x, ax, float(a["alpha"]))
+
+
+def _dhsr(e: _Emit, x: Value, ax: int, a: dict[str, Any]) -> Value:
+    s0 = syntony_rows(e, x, ax, keepdims=True)
+    one = e.scalar(1.0, x.dtype, s0.shape)
+    alpha = e.op("mul", e.op("sub", one, s0), e.scalar(R.PHI_INV2, x.dtype, s0.shape))
+    d = differentiate_rows(e, x, ax, alpha)
+    return harmonize_rows(e, mobius_rows(e, d, ax), ax, R.PHI_INV)
+
+
+def _prime_gate(b: Builder, op: Op, operands: Sequence[Value]) -> tuple[Value, ...]:
+    x0 = operands[0]
+    d = x0.shape[-1]
+    if d not in R.PRIME_DIMS:
+        return (x0,)  # y = x outside PRIME_DIMS
+    e = _Emit(b, op.loc)
+    x = _working(e, x0)
+    ax = len(x.shape) - 1
+    norm = e.op("sqrt", e.row_sum(e.op("mul", x, x), ax))
+    den = e.op("maximum", norm, e.scalar(R.PRIME_GATE_EPS, x.dtype, norm.shape))
+    y = e.op("mul", e.op("div", x, e.up(den, ax, x)),
+             e.scalar(R.prime_gate_scale(d), x.dtype, x.shape))
+    return (_result(e, y, x0.dtype),)
+
+
+RULES: dict[str, Rule] = {
+    "golden_weights": _golden_weights,
+    "syntony": _axis_rule(lambda e, x, ax, a: syntony_rows(e, x, ax, keepdims=False), False),
+    "spectral_syntony": _axis_rule(lambda e, x, ax, a: spectral_rows(e, x, ax), False),
+    "differentiate": _axis_rule(_differentiate, True),
+    "harmonize": _axis_rule(lambda e, x, ax, a: harmonize_rows(e, x, ax, a["strength"]), True),
+    "mobius_mask": _axis_rule(lambda e, x, ax, a: mobius_rows(e, x, ax), True),
+    "dhsr_cycle": _axis_rule(_dhsr, True),
+    "prime_gate": _prime_gate,
+}
+
+
+__all__ = ["RULES", "differentiate_rows", "harmonize_rows", "mobius_rows", "spectral_rows",
+           "syntony_rows"]
