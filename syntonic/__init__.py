@@ -128,3 +128,4 @@ from syntonic.ir.errors import GnosisError  # noqa: E402
 from syntonic import nn, optim  # noqa: E402
 from syntonic import data  # noqa: E402
 from syntonic import train  # noqa: E402
+from syntonic.frontend import random  # noqa: E402

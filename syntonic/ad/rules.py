@@ -98,6 +98,7 @@ VJP_RULES: dict[str, Rule] = {}
 
 # Ops whose operands never receive a gradient.
 ZERO_GRADIENT = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "floor", "sign", "iota",
+                           "bitand", "bitor", "bitxor", "shl", "shr",
                            "constant", "golden_weights"})
 
 

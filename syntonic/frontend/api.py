@@ -141,27 +141,43 @@ def where(condition: Array, x: Array, y: Array) -> Array:
 
 
 def _logical(x: Array, y: Array, name: str) -> Array:
-    a, b = lift(x), lift(y)
-    if a.dtype_ is not DType.bool or b.dtype_ is not DType.bool:
-        raise fail(DTypeError, f"`{name}` needs bool operands, got {a.type} and {b.type}",
+    """``&``, ``|``, ``^`` on bool or integer tensors (bitwise, as in numpy)."""
+    op = {"&": "bitand", "|": "bitor", "^": "bitxor"}[name]
+    common, _ = tr.result_dtype(x, y)
+    if common.is_float:
+        raise fail(DTypeError, f"`{name}` needs bool or integer operands, got "
+                   f"{tr.describe(x)} and {tr.describe(y)}",
                    "compare first, e.g. (x > 0) & (x < 1)")
-    true = lift(True, DType.bool)
-    false = lift(False, DType.bool)
-    if name == "&":
-        return where(a, b, false)
-    if name == "|":
-        return where(a, true, b)
-    return not_equal(a, b)  # ^
+    return tr.elementwise(op, x, y)
+
+
+bitwise_and = eager(lambda x, y: _logical(x, y, "&"))
+bitwise_or = eager(lambda x, y: _logical(x, y, "|"))
+bitwise_xor = eager(lambda x, y: _logical(x, y, "^"))
+
+
+@eager
+def left_shift(x: Array, y: Array) -> Array:
+    """Bitwise left shift of integers (shifts outside [0, width) give 0)."""
+    return tr.elementwise("shl", x, y)
+
+
+@eager
+def right_shift_logical(x: Array, y: Array) -> Array:
+    """Logical right shift of the bit pattern (zeros shifted in)."""
+    return tr.elementwise("shr", x, y)
 
 
 @eager
 def logical_not(x: Array) -> Array:
     """Elementwise not of a bool tensor."""
     t = lift(x)
-    if t.dtype_ is not DType.bool:
-        raise fail(DTypeError, f"`~` needs a bool operand, got {t.type}",
-                   "compare first, e.g. ~(x > 0)")
-    return equal(t, False)
+    if t.dtype_ is DType.bool:
+        return equal(t, False)
+    if t.dtype_.is_int:
+        return bitwise_xor(t, -1)  # ~x flips every bit, as in numpy
+    raise fail(DTypeError, f"`~` needs a bool or integer operand, got {t.type}",
+               "compare first, e.g. ~(x > 0)")
 
 
 # ------------------------------------------------------------------ casts, layout

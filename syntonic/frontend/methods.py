@@ -42,6 +42,7 @@ _OPERATORS = {
     "__ror__": lambda a, b: api._logical(b, a, "|"),
     "__xor__": lambda a, b: api._logical(a, b, "^"),
     "__rxor__": lambda a, b: api._logical(b, a, "^"),
+    "__lshift__": api.left_shift, "__rlshift__": _swap(api.left_shift),
     "__neg__": api.negative,
     "__pos__": lambda a: a,
     "__abs__": api.absolute,
@@ -153,7 +154,10 @@ _UFUNCS = {
     "negative": api.negative, "absolute": api.absolute, "exp": api.exp, "log": api.log,
     "sqrt": api.sqrt, "sin": api.sin, "cos": api.cos, "tanh": api.tanh, "floor": api.floor,
     "sign": api.sign, "square": api.square, "reciprocal": api.reciprocal,
-    "logical_not": api.logical_not, "matmul": api.matmul, "positive": lambda x: x,
+    "logical_not": api.logical_not, "invert": api.logical_not,
+    "bitwise_and": api.bitwise_and, "bitwise_or": api.bitwise_or,
+    "bitwise_xor": api.bitwise_xor, "left_shift": api.left_shift,
+    "logical_and": api.bitwise_and, "logical_or": api.bitwise_or, "matmul": api.matmul, "positive": lambda x: x,
 }
 
 _FUNCTIONS = {

@@ -205,6 +205,23 @@ for _name, (_fn, _float_only) in UNARY.items():
 
 # ----------------------------------------------------------------- binary ops
 
+def _maximum(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """IEEE 754-2019 maximum: NaN propagates and +0.0 > -0.0 (np.maximum returns its first
+    operand for 0.0 vs -0.0, which would make the result depend on operand order)."""
+    out = np.maximum(x, y)
+    if out.dtype.kind == "f":
+        out = np.where((x == 0) & (y == 0), np.where(np.signbit(x), y, x), out)
+    return out
+
+
+def _minimum(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """IEEE 754-2019 minimum: NaN propagates and -0.0 < +0.0 (see _maximum)."""
+    out = np.minimum(x, y)
+    if out.dtype.kind == "f":
+        out = np.where((x == 0) & (y == 0), np.where(np.signbit(x), x, y), out)
+    return out
+
+
 # name -> (numpy rule, float only?, commutative?)
 BINARY: dict[str, tuple[Any, bool, bool]] = {
     "add": (np.add, False, True),
@@ -212,8 +229,8 @@ BINARY: dict[str, tuple[Any, bool, bool]] = {
     "mul": (np.multiply, False, True),
     "div": (np.divide, True, False),
     "pow": (np.power, True, False),
-    "maximum": (np.maximum, False, True),
-    "minimum": (np.minimum, False, True),
+    "maximum": (_maximum, False, True),
+    "minimum": (_minimum, False, True),
 }
 
 
@@ -246,6 +263,65 @@ for _name, (_fn, _float_only, _comm) in BINARY.items():
             f"Elementwise {_name} of two tensors of the same type.",
         )
     )
+
+def _shr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Logical right shift of the bit pattern (zeros shifted in); shifts >= width give 0."""
+    if x.dtype == np.bool_:
+        return np.where(y > 0, False, x)
+    unsigned = x.view(x.dtype.str.replace("i", "u"))
+    width = x.dtype.itemsize * 8
+    out = np.where((y >= 0) & (y < width), unsigned >> np.clip(y, 0, width - 1).astype(
+        unsigned.dtype), 0)
+    return out.astype(unsigned.dtype).view(x.dtype)
+
+
+def _shl(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Left shift (bits shifted out are lost); shifts >= width give 0."""
+    if x.dtype == np.bool_:
+        return np.where(y > 0, False, x)
+    width = x.dtype.itemsize * 8
+    unsigned = x.view(x.dtype.str.replace("i", "u"))
+    out = np.where((y >= 0) & (y < width), unsigned << np.clip(y, 0, width - 1).astype(
+        unsigned.dtype), 0)
+    return out.astype(unsigned.dtype).view(x.dtype)
+
+
+# name -> (numpy rule, commutative?). Integer and bool operands only.
+BITWISE: dict[str, tuple[Any, bool]] = {
+    "bitand": (np.bitwise_and, True),
+    "bitor": (np.bitwise_or, True),
+    "bitxor": (np.bitwise_xor, True),
+    "shl": (_shl, False),
+    "shr": (_shr, False),
+}
+
+
+def _bitwise_infer(name: str):
+    def infer(ts: Types, a: Attrs) -> TensorType:
+        _same_types(ts, name)
+        if ts[0].dtype.is_float:
+            raise InferError(f"{name} needs integer or bool operands, got {ts[0]}", "dtype",
+                             "bitwise operations apply to i32/i64/bool tensors")
+        return ts[0]
+
+    return infer
+
+
+for _name, (_fn, _comm) in BITWISE.items():
+    register(
+        OpDef(
+            _name,
+            (2, 2),
+            (),
+            frozenset({T.ELEMENTWISE, T.BINARY} | ({T.COMMUTATIVE} if _comm else set())),
+            _bitwise_infer(_name),
+            _quiet2(_fn),
+            f"Elementwise {_name} on the bit patterns of integer/bool tensors"
+            + (" (logical: zeros shifted in; shifts outside [0, width) give 0)."
+               if _name in ("shl", "shr") else "."),
+        )
+    )
+
 
 COMPARISONS: dict[str, Any] = {
     "eq": np.equal,
@@ -589,4 +665,4 @@ register(
 # The resonant ops live in their own module; importing it registers them.
 import syntonic.ir.ops_resonant  # noqa: E402,F401
 
-__all__ = ["BINARY", "COMPARISONS", "REDUCTIONS", "UNARY", "REQUIRED", "broadcast_shapes"]
+__all__ = ["BINARY", "BITWISE", "COMPARISONS", "REDUCTIONS", "UNARY", "REQUIRED", "broadcast_shapes"]

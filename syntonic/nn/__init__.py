@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from syntonic.nn.layers import (
     GELU,
+    Dropout,
     Embedding,
     LayerNorm,
     Linear,

@@ -87,9 +87,18 @@ class Sequential(Module):
                 out[str(i)] = p
         return out
 
-    def apply(self, params: Params, x: Any) -> Any:
+    def apply(self, params: Params, x: Any, key: Any = None) -> Any:
+        """Apply the layers; `key` (optional) is split among the Dropout layers."""
+        droppers = [i for i, layer in enumerate(self.layers) if isinstance(layer, Dropout)]
+        keys = {}
+        if key is not None and droppers:
+            from syntonic.frontend import random
+
+            split = random.split(key, len(droppers))
+            keys = {i: split[j] for j, i in enumerate(droppers)}
         for i, layer in enumerate(self.layers):
-            x = layer.apply(params.get(str(i), {}), x)
+            p = params.get(str(i), {})
+            x = layer.apply(p, x, keys.get(i)) if i in keys else layer.apply(p, x)
         return x
 
     def __repr__(self) -> str:
@@ -160,6 +169,28 @@ def one_hot(ids: Any, n: int, dtype: Any = "f32") -> Any:
     classes = api.iota(shape + (n,), dim=len(shape), dtype="i32")
     hit = api.equal(api.expand_dims(ids, -1), classes)
     return api.astype(hit, dtype)
+
+
+class Dropout(Module):
+    """Zero each element with probability `rate` and scale the rest by 1/(1-rate).
+
+    Random bits come from the in-graph generator: pass a key (``sn.random.key(seed)`` or a
+    split of one) to train; without a key the layer is the identity (evaluation).
+    Example: ``y = drop.apply({}, x, key=k)``.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+
+    def apply(self, params: Params, x: Any, key: Any = None) -> Any:
+        if key is None or self.rate == 0.0:
+            return x
+        from syntonic.frontend import random
+
+        keep = random.bernoulli(key, 1.0 - self.rate, tuple(x.shape))
+        return api.where(keep, api.multiply(x, 1.0 / (1.0 - self.rate)), 0.0)
 
 
 class PrimeSyntonyGate(Module):
