@@ -23,10 +23,10 @@ from syntonic.frontend.api import (
     absolute,
     add,
     amax,
-    argmax,
-    argmin,
     amin,
     arange,
+    argmax,
+    argmin,
     astype,
     broadcast_to,
     clip,
@@ -120,12 +120,15 @@ f64 = DType.f64
 
 __version__ = "0.1.0"
 
+from syntonic import (  # noqa: E402
+    data,  # noqa: E402
+    nn,
+    optim,
+    train,  # noqa: E402
+)
 from syntonic.ad import grad, value_and_grad, vjp  # noqa: E402  (autodiff)
+from syntonic.frontend import random  # noqa: E402
 
 # .gnosis persistence (syntonic/gnosis); appended after the core API on purpose.
 from syntonic.gnosis import load, save  # noqa: E402
 from syntonic.ir.errors import GnosisError  # noqa: E402
-from syntonic import nn, optim  # noqa: E402
-from syntonic import data  # noqa: E402
-from syntonic import train  # noqa: E402
-from syntonic.frontend import random  # noqa: E402

@@ -157,7 +157,8 @@ _UFUNCS = {
     "logical_not": api.logical_not, "invert": api.logical_not,
     "bitwise_and": api.bitwise_and, "bitwise_or": api.bitwise_or,
     "bitwise_xor": api.bitwise_xor, "left_shift": api.left_shift,
-    "logical_and": api.bitwise_and, "logical_or": api.bitwise_or, "matmul": api.matmul, "positive": lambda x: x,
+    "logical_and": api.bitwise_and, "logical_or": api.bitwise_or, "matmul": api.matmul,
+    "positive": lambda x: x,
 }
 
 _FUNCTIONS = {
