@@ -222,8 +222,12 @@ def _serve_socket(path: Path, lines: queue.Queue[bytes]) -> socket.socket:
                 conn, _ = server.accept()
             except OSError:
                 return  # closed at shutdown
-            threading.Thread(target=_pump, args=(lambda c=conn: c.recv(65536), lines),
-                             name="ouroboros-client", daemon=True).start()
+            threading.Thread(target=client, args=(conn,), name="ouroboros-client",
+                             daemon=True).start()
+
+    def client(conn: socket.socket) -> None:
+        with conn:
+            _pump(lambda: conn.recv(65536), lines)
 
     threading.Thread(target=accept, name="ouroboros-socket", daemon=True).start()
     return server
@@ -265,44 +269,52 @@ def _exclusive(path: Path) -> Iterator[None]:
 def run(opts: Options, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the daemon until `opts.cycles` are done or SIGINT/SIGTERM; return 0.
 
-    Raises GnosisError for an unusable state file or socket. Example:
+    Raises GnosisError for an unusable state file or socket. Signal handlers are only
+    installed when called from the main thread. Example:
     ``run(Options(state=Path("m.gnosis"), cycles=20, tick=0))``.
     """
     out = out or sys.stdout
     err = err or sys.stderr
-    if opts.state is None:
-        return _loop(opts, Mind(), out, err, "no --state: running in memory, nothing is saved")
-    with _exclusive(opts.state):
-        for stale in temp_files(opts.state):  # left by saves that were killed midway
-            stale.unlink(missing_ok=True)
-        if opts.state.exists():
-            mind = Mind.from_tree(load(opts.state), str(opts.state))
-            note = f"resumed {opts.state} at cycle {mind.cycle}"
-        else:
-            mind = Mind()
-            save(opts.state, mind.tree())  # fail now, not at the first autosave
-            note = f"new state {opts.state}"
-        return _loop(opts, mind, out, err, note)
-
-
-def _loop(opts: Options, mind: Mind, out: TextIO, err: TextIO, note: str) -> int:
     stop = threading.Event()
     caught: list[str] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
         caught.append(signal.Signals(signum).name)
-        stop.set()
+        stop.set()  # the loop finishes its cycle, saves and returns
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    lines: queue.Queue[bytes] = queue.Queue(QUEUE_LINES)
-    server = None
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if opts.socket is not None:
-            server = _serve_socket(opts.socket, lines)
-        else:
+        if opts.state is None:
+            note = "no --state: running in memory, nothing is saved"
+            return _loop(opts, Mind(), out, err, note, stop, caught)
+        with _exclusive(opts.state):
+            for stale in temp_files(opts.state):  # left by saves that were killed midway
+                stale.unlink(missing_ok=True)
+            if opts.state.exists():
+                mind = Mind.from_tree(load(opts.state), str(opts.state))
+                note = f"resumed {opts.state} at cycle {mind.cycle}"
+            else:
+                mind = Mind()
+                save(opts.state, mind.tree())  # fail now, not at the first autosave
+                note = f"new state {opts.state}"
+            return _loop(opts, mind, out, err, note, stop, caught)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _loop(opts: Options, mind: Mind, out: TextIO, err: TextIO, note: str,
+          stop: threading.Event, caught: list[str]) -> int:
+    lines: queue.Queue[bytes] = queue.Queue(QUEUE_LINES)
+    server = _serve_socket(opts.socket, lines) if opts.socket is not None else None
+    try:
+        if server is None:
             _read_stdin(lines)
         print(f"ouroboros: {note}", file=err, flush=True)
         done = 0
+        deadline = time.monotonic()
         while not stop.is_set() and (opts.cycles is None or done < opts.cycles):
             try:
                 line: bytes | None = lines.get_nowait()
@@ -315,7 +327,11 @@ def _loop(opts: Options, mind: Mind, out: TextIO, err: TextIO, note: str) -> int
             if opts.state is not None and opts.autosave and mind.cycle % opts.autosave == 0:
                 save(opts.state, mind.tree())
             if opts.tick > 0:
-                stop.wait(opts.tick)
+                # a fixed schedule, so the work inside a tick does not stretch the period;
+                # after a stall (more than a tick behind) it restarts instead of bursting
+                now = time.monotonic()
+                deadline = max(deadline + opts.tick, now)
+                stop.wait(deadline - now)
         if opts.state is not None:
             save(opts.state, mind.tree())
             why = f" on {caught[0]}" if caught else ""
@@ -323,8 +339,6 @@ def _loop(opts: Options, mind: Mind, out: TextIO, err: TextIO, note: str) -> int
                   flush=True)
         return 0
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if server is not None and opts.socket is not None:
             server.close()
             with contextlib.suppress(OSError):

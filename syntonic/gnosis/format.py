@@ -36,6 +36,7 @@ import math
 import mmap as _mmap
 import os
 import secrets
+import stat
 import struct
 import sys
 from collections.abc import Iterator, Mapping
@@ -82,6 +83,8 @@ def save(path: str | os.PathLike[str], tree: Mapping[str, Any]) -> None:
         sn.save("w.gnosis", {"layer1": {"w": np.eye(3, dtype=np.float32)}, "step": 100})
     """
     path = Path(os.fspath(path))
+    if path.is_symlink():  # replace the file the link points to, not the link
+        path = Path(os.path.realpath(path))
     tensors, metadata = _flatten(tree)
     entries: dict[str, dict[str, Any]] = {}
     offset = 0
@@ -238,6 +241,8 @@ def load(path: str | os.PathLike[str], mmap: bool = False) -> Tree:
     """
     path = Path(os.fspath(path))
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device lie
+            raise GnosisError(f"{path}: not a regular file")
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             data_start, header_len, data_len = _check_prefix(path, f.read(PREFIX.size), size)

@@ -150,10 +150,27 @@ def test_save_needs_a_dict(tmp_path):
 def test_missing_file_and_directory_are_gnosis_errors(tmp_path):
     with pytest.raises(sn.GnosisError, match="cannot read"):
         sn.load(tmp_path / "nope.gnosis")
-    with pytest.raises(sn.GnosisError, match="cannot read"):
+    with pytest.raises(sn.GnosisError, match="regular file"):
         sn.load(tmp_path)
     with pytest.raises(sn.GnosisError, match="temporary file"):
         sn.save(tmp_path / "no" / "such" / "dir.gnosis", {"x": np.zeros(1)})
+
+
+def test_save_through_a_symlink_replaces_its_target(tmp_path):
+    target, link = tmp_path / "real.gnosis", tmp_path / "link.gnosis"
+    sn.save(target, {"x": np.zeros(1)})
+    link.symlink_to(target)
+    sn.save(link, {"x": np.ones(1)})
+    assert link.is_symlink() and sn.load(target)["x"].tolist() == [1.0]
+
+
+def test_only_regular_files_are_read(tmp_path):
+    fifo = tmp_path / "fifo.gnosis"
+    os.mkfifo(fifo)
+    with pytest.raises(sn.GnosisError, match="regular file"):
+        sn.load(fifo)  # would block forever if opened
+    with pytest.raises(sn.GnosisError, match="regular file"):
+        sn.load("/dev/zero", mmap=True)
 
 
 def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
