@@ -19,7 +19,7 @@ import pytest
 
 import syntonic as sn
 from syntonic.gnosis import encode, temp_files
-from syntonic.gnosis.daemon import Event, Mind, tick
+from syntonic.gnosis.daemon import Event, Mind, dhsr_step, tick
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -72,6 +72,14 @@ def test_tick_follows_the_spec_from_an_injected_line():
     np.testing.assert_array_equal(replay.state, state * sn.PHI_INV)
 
 
+def test_the_cycle_is_a_jitted_function_so_it_follows_the_backend():
+    assert isinstance(dhsr_step, sn.JitFunction)
+    x = encode("Hello, Syntonic!")
+    y, s = dhsr_step(x)
+    np.testing.assert_allclose(y, sn.dhsr_cycle(x), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(s, sn.syntony(sn.dhsr_cycle(x)), rtol=1e-12)
+
+
 def test_a_zero_state_dreams_every_tenth_cycle():
     mind = Mind()
     lines = [tick(mind, None, 0.99).line() for _ in range(30)]
@@ -107,7 +115,7 @@ def test_finite_run_dreams_and_writes_a_valid_gnosis_file(tmp_path):
 
 def test_input_from_stdin_is_injected_and_emitted(tmp_path):
     path = tmp_path / "mind.gnosis"
-    r = daemon("--state", path, "--cycles", "40", "--tick", "0.005",
+    r = daemon("--state", path, "--cycles", "80", "--tick", "0.005",
                stdin="Hello, Syntonic!\n")
     assert r.returncode == 0, r.stderr
     emitted = [ln for ln in r.stdout.splitlines() if " emit, " in ln]
