@@ -106,6 +106,9 @@ class Mind:
                 raise bad(f"{name} must be a float array of shape {list(shape)}")
         if not isinstance(meta, dict):
             raise bad("no 'ouroboros' metadata")
+        if meta.get("format", FORMAT) != FORMAT:
+            raise bad(f"layout ouroboros.format={meta.get('format')!r}; this Syntonic "
+                      f"reads format {FORMAT}")
         counters = {k: meta.get(k) for k in ("cycle", "inputs", "emitted")}
         for k, v in counters.items():
             if type(v) is not int or v < 0:

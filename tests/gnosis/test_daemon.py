@@ -97,6 +97,13 @@ def test_mind_tree_round_trips_through_gnosis(tmp_path):
     assert back.state.tobytes() == mind.state.tobytes() and back.winding.shape == (1, 8)
     assert back.extra["notes"] == {"who": "me"}
     assert back.extra["ouroboros"]["created_at"] == mind.extra["ouroboros"]["created_at"]
+    future = mind.tree()
+    future["ouroboros"]["format"] = 2
+    with pytest.raises(sn.GnosisError, match="format"):
+        Mind.from_tree(future, "m.gnosis")
+    future["ouroboros"].update(format=1, cycle=-1)
+    with pytest.raises(sn.GnosisError, match="cycle"):
+        Mind.from_tree(future, "m.gnosis")
 
 
 # ------------------------------------------------------------------ finite runs
