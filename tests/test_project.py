@@ -18,6 +18,10 @@ FORBIDDEN = {
     "passes": {"frontend", "runtime"},
     "lower": {"frontend", "runtime"},
     "ad": {"passes", "lower", "runtime"},
+    "nn": {"passes", "lower", "runtime"},
+    "optim": {"passes", "lower", "runtime"},
+    "data": {"frontend", "passes", "lower", "runtime"},
+    "gnosis": {"passes", "lower"},
 }
 
 
