@@ -377,9 +377,14 @@ class MathLib:
         elif ty is F64:
             out = _CORES[name](e, *args)
         else:
-            wide = [builder.fpext(a, F64) for a in args]
+            # half <-> double goes through float: LLVM would call compiler-rt's
+            # __truncdfhf2, which a JIT-loaded object cannot resolve.
+            wide = [builder.fpext(builder.fpext(a, F32) if ty is F16 else a, F64)
+                    for a in args]
             core = _NARROW_CORES.get(name, _CORES[name])
-            out = builder.fptrunc(core(e, *wide), ty)
+            out = builder.fptrunc(core(e, *wide), F32)
+            if ty is F16:
+                out = builder.fptrunc(out, F16)
         builder.ret(out)
         self._fns[key] = fn
         return fn

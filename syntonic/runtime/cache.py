@@ -1,0 +1,261 @@
+"""The compile cache: compiled CPU code by key, in memory and on disk.
+
+A key is the SHA-256 of everything that determines the machine code: the traced IR text
+(with source locations, since they are part of the dumps), the compile configuration,
+the target (triple, CPU name and features), the llvmlite/LLVM versions and a fingerprint
+of Syntonic's own sources (so editing a pass never serves stale code). Keying on the
+*traced* IR rather than on the optimised IR lets a warm hit skip the passes, codegen and
+LLVM entirely; the optimised IR is a function of that key.
+
+An entry on disk is one file ``<dir>/<key[:2]>/<key>.snc``: a magic line, a JSON header
+(metadata: kernel plan, IR and LLVM text for dumps) and the object code, followed by a
+SHA-256 of both. Writes go to a unique temporary file in the same directory, are
+fsync'ed and renamed into place, so concurrent processes never see a partial entry; a
+truncated or corrupt entry is reported with a warning, ignored and rebuilt. No pickles.
+
+Settings (:mod:`syntonic.config`): ``SYNTONIC_CACHE=off|ro|rw`` (default ``rw``),
+``SYNTONIC_CACHE_DIR`` (default ``$XDG_CACHE_HOME/syntonic`` or ``~/.cache/syntonic``).
+
+Example::
+
+    >>> import syntonic as sn
+    >>> sn.cache.info()        # {'dir': ..., 'mode': 'rw', 'entries': 3, 'bytes': ...}
+    >>> sn.cache.clear()       # remove every entry (memory and disk)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAGIC = b"SYNTONIC-CPU-CACHE 1\n"
+SUFFIX = ".snc"
+MODES = ("off", "ro", "rw")
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be read or written; it is rebuilt (never fatal)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A cached compilation: JSON-able metadata and the object code."""
+
+    meta: dict[str, Any]
+    obj: bytes
+
+
+@dataclass
+class _Settings:
+    mode: str
+    dir: Path
+
+
+def _settings_from_config() -> _Settings:
+    from syntonic import config
+
+    cfg = config.current()
+    mode = cfg.cache
+    if mode not in MODES:
+        warnings.warn(f"SYNTONIC_CACHE={mode!r} is not one of {MODES}; using 'rw'",
+                      CacheWarning, stacklevel=2)
+        mode = "rw"
+    base = cfg.cache_dir
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                               ".cache")
+        base = os.path.join(xdg, "syntonic")
+    return _Settings(mode, Path(base))
+
+
+_override: list[_Settings] = []
+_memory: dict[str, Entry] = {}
+_lock = threading.Lock()
+_stats = {"memory_hits": 0, "disk_hits": 0, "misses": 0, "writes": 0, "corrupt": 0}
+
+
+def _current() -> _Settings:
+    return _override[-1] if _override else _settings_from_config()
+
+
+@contextmanager
+def configure(mode: str | None = None, dir: str | os.PathLike[str] | None = None
+              ) -> Iterator[None]:
+    """Use another cache mode/directory inside a ``with`` block (tests, tools)."""
+    old = _current()
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"cache mode must be one of {MODES}, got {mode!r}")
+    _override.append(_Settings(mode or old.mode, Path(dir) if dir is not None else old.dir))
+    try:
+        yield
+    finally:
+        _override.pop()
+
+
+def mode() -> str:
+    return _current().mode
+
+
+def make_key(*parts: str) -> str:
+    """SHA-256 hex digest of the parts (each length-prefixed, so joins are unambiguous)."""
+    h = hashlib.sha256()
+    for p in parts:
+        data = p.encode()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+_fingerprint: str | None = None
+
+
+def source_fingerprint() -> str:
+    """A hash of the names, sizes and mtimes of Syntonic's source files (computed once)."""
+    global _fingerprint
+    if _fingerprint is None:
+        import syntonic
+
+        root = Path(syntonic.__file__).parent
+        h = hashlib.sha256(getattr(syntonic, "__version__", "?").encode())
+        for path in sorted(root.rglob("*.py")) + sorted(root.rglob("*.lark")):
+            st = path.stat()
+            h.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        _fingerprint = h.hexdigest()[:16]
+    return _fingerprint
+
+
+def _path(key: str) -> Path:
+    return _current().dir / key[:2] / f"{key}{SUFFIX}"
+
+
+def get(key: str) -> Entry | None:
+    """The entry for `key` from memory, else from disk (mode ro/rw), else None."""
+    entry = _memory.get(key)
+    if entry is not None:
+        _stats["memory_hits"] += 1
+        return entry
+    if _current().mode == "off":
+        _stats["misses"] += 1
+        return None
+    entry = _read(_path(key))
+    if entry is None:
+        _stats["misses"] += 1
+        return None
+    _stats["disk_hits"] += 1
+    with _lock:
+        _memory[key] = entry
+    return entry
+
+
+def put(key: str, entry: Entry) -> None:
+    """Remember `entry` in memory and (mode rw) write it to disk atomically."""
+    with _lock:
+        _memory[key] = entry
+    if _current().mode != "rw":
+        return
+    try:
+        _write(_path(key), entry)
+        _stats["writes"] += 1
+    except OSError as exc:
+        warnings.warn(f"could not write the compile cache entry {_path(key)}: {exc}",
+                      CacheWarning, stacklevel=2)
+
+
+def _encode(entry: Entry) -> bytes:
+    header = json.dumps(entry.meta, sort_keys=True, separators=(",", ":")).encode()
+    body = len(header).to_bytes(8, "little") + header + len(entry.obj).to_bytes(8, "little")
+    body += entry.obj
+    return MAGIC + body + hashlib.sha256(body).digest()
+
+
+def _decode(data: bytes) -> Entry:
+    if not data.startswith(MAGIC):
+        raise ValueError("bad magic")
+    body, digest = data[len(MAGIC):-32], data[-32:]
+    if len(data) < len(MAGIC) + 48 or hashlib.sha256(body).digest() != digest:
+        raise ValueError("checksum mismatch (truncated or corrupted)")
+    n = int.from_bytes(body[:8], "little")
+    meta = json.loads(body[8:8 + n])
+    m = int.from_bytes(body[8 + n:16 + n], "little")
+    obj = body[16 + n:16 + n + m]
+    if len(obj) != m or 16 + n + m != len(body):
+        raise ValueError("inconsistent lengths")
+    return Entry(meta, obj)
+
+
+def _read(path: Path) -> Entry | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        warnings.warn(f"could not read the compile cache entry {path}: {exc}", CacheWarning,
+                      stacklevel=3)
+        return None
+    try:
+        return _decode(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        _stats["corrupt"] += 1
+        warnings.warn(f"ignoring a corrupt compile cache entry {path} ({exc}); it will be "
+                      "rebuilt", CacheWarning, stacklevel=3)
+        return None
+
+
+def _write(path: Path, entry: Entry) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_encode(entry))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old entry or the new one
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def _suppress() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass
+
+
+def info() -> dict[str, Any]:
+    """Where the cache is, its mode, how many entries and bytes it holds, and hit counts."""
+    st = _current()
+    entries = 0
+    size = 0
+    if st.dir.is_dir():
+        for p in st.dir.glob(f"*/*{SUFFIX}"):
+            if p.name.startswith(".tmp-"):
+                continue
+            entries += 1
+            with _suppress():
+                size += p.stat().st_size
+    return {"dir": str(st.dir), "mode": st.mode, "entries": entries,
+            "bytes": size, "in_memory": len(_memory), **_stats}
+
+
+def clear(memory: bool = True, disk: bool = True) -> None:
+    """Remove cached entries (both levels by default). Loaded code stays usable."""
+    if memory:
+        with _lock:
+            _memory.clear()
+    st = _current()
+    if disk and st.dir.is_dir() and st.mode == "rw":
+        for p in st.dir.glob(f"*/*{SUFFIX}"):
+            with _suppress():
+                p.unlink()

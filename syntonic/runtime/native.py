@@ -1,0 +1,226 @@
+"""A compiled CPU program: machine code plus the plan that runs it from Python.
+
+:func:`compile_program` turns a kernel-IR :class:`~syntonic.lower.kernel.Program` into a
+:class:`NativeProgram`, through the compile cache (:mod:`syntonic.runtime.cache`): a hit
+loads object code and skips codegen and LLVM. Calling it:
+
+* small calls whose every step is native use the generated METH_FASTCALL entry: one
+  builtin call with the argument and output arrays, temporaries on the native stack;
+* otherwise the general path builds a buffer table once per call and runs the steps:
+  native kernels (on the thread pool above ``config.parallel_min_points`` points), GEMMs
+  through numpy, opaque kernels through their reference rule.
+
+Example::
+
+    native = compile_program(program, key)
+    (y,) = native(x)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from syntonic import config
+from syntonic.ir.types import DType
+from syntonic.lower.kernel import Program
+from syntonic.lower.view import Dim, View
+from syntonic.runtime import cache, cpu
+
+_loaded: dict[str, dict[str, int]] = {}
+_load_lock = threading.Lock()
+
+
+def _view(spec: dict[str, Any]) -> View:
+    return View(tuple(Dim(s, st, lo, hi, step) for s, st, lo, hi, step in spec["dims"]),
+                spec["offset"])
+
+
+class NativeProgram:
+    """Callable: ``native(*arrays) -> tuple of outputs``. See the module docstring."""
+
+    def __init__(self, meta: dict[str, Any], addrs: dict[str, int],
+                 program: Program | None = None,
+                 replan: Callable[[], Program] | None = None) -> None:
+        self.meta = meta
+        plan = meta["plan"]
+        self.plan = plan
+        self.program = program
+        self._replan = replan
+        slots = plan["slots"]
+        self.n_params = sum(1 for s in slots if s["kind"] == "param")
+        self.param_dtypes = [np.dtype(DType[s["dtype"]].np) for s in slots
+                             if s["kind"] == "param"]
+        self.out_slots = [(tuple(s["shape"]), np.dtype(DType[s["dtype"]].np))
+                          for s in slots if s["kind"] == "output"]
+        self.temp_slots = [(tuple(s["shape"]), np.dtype(DType[s["dtype"]].np))
+                           for s in slots if s["kind"] == "temp"]
+        self.outputs = plan["outputs"]
+        first_out = self.n_params
+        self._out_index = [o.get("slot", -1) - first_out for o in self.outputs]
+        self._simple_outputs = all(
+            "slot" in o and tuple(o["shape"]) == self.out_slots[o["slot"] - first_out][0]
+            and o["slot"] - first_out == i for i, o in enumerate(self.outputs)
+        ) and len(self.outputs) == len(self.out_slots)
+        self.kernels = {s["symbol"]: cpu.kernel_function(addrs[s["symbol"]])
+                        for s in plan["steps"] if s["kind"] == "native"}
+        self._steps = plan["steps"]
+        for s in self._steps:
+            if s["kind"] == "matmul":
+                s["_lhs"] = _view(s["lhs"]["view"])
+                s["_rhs"] = _view(s["rhs"]["view"])
+        cfg = config.current()
+        self.min_parallel = cfg.parallel_min_points
+        if cfg.cpu_threads and cfg.cpu_threads != cpu.POOL.n_threads:
+            cpu.POOL = cpu.ThreadPool(cfg.cpu_threads)
+        biggest = max((s["points"] for s in self._steps if s["kind"] == "native"), default=0)
+        self.fast = None
+        if "fast" in plan and cpu.fastcall_supported() and (
+                biggest < self.min_parallel or cpu.POOL.n_threads == 1):
+            self.fast = cpu.make_fastcall(addrs[plan["fast"]], plan["fast"])
+
+    # ------------------------------------------------------------ calling
+    def __call__(self, *args: Any) -> tuple[np.ndarray, ...]:
+        fast = self.fast
+        if fast is not None:
+            outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
+            for a, dt in zip(args, self.param_dtypes):
+                if type(a) is not np.ndarray or a.dtype != dt:
+                    break
+            else:
+                if fast(*args, *outs) is outs[-1]:
+                    if self._simple_outputs:
+                        return tuple(outs)
+                    return self._collect(args, outs)
+        return self._general(args)
+
+    def _general(self, args: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+        params = [np.ascontiguousarray(a, dt) for a, dt in zip(args, self.param_dtypes)]
+        outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
+        temps = [np.empty(shape, dt) for shape, dt in self.temp_slots]
+        arrays = params + outs + temps
+        table = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+        addr = ctypes.addressof(table)
+        pool = cpu.POOL
+        for step in self._steps:
+            kind = step["kind"]
+            if kind == "native":
+                fn = self.kernels[step["symbol"]]
+                if step["points"] >= self.min_parallel and step["items"] > 1:
+                    pool.run(fn, addr, step["items"])
+                else:
+                    fn(addr, 0, step["items"])
+            elif kind == "matmul":
+                lhs = self._operand(step["lhs"], step["_lhs"], arrays)
+                rhs = self._operand(step["rhs"], step["_rhs"], arrays)
+                out = arrays[step["out"]]
+                np.matmul(lhs, rhs, out=out)
+            else:
+                self._opaque(step["kernel"], arrays)
+        return self._collect(params, outs)
+
+    def _operand(self, spec: dict[str, Any], view: View, arrays: list[np.ndarray]
+                 ) -> np.ndarray:
+        if "const" in spec:
+            flat = np.asarray(spec["const"]["data"], DType[spec["const"]["dtype"]].np)
+        else:
+            flat = arrays[spec["slot"]].reshape(-1)
+        return view.gather(flat)
+
+    def _opaque(self, kernel_index: int, arrays: list[np.ndarray]) -> None:
+        from syntonic.lower.kernel_interp import run_kernel
+
+        if self.program is None:
+            assert self._replan is not None, "an opaque step needs the kernel program"
+            self.program = self._replan()
+        prog = self.program
+        slots = self.plan["slots"]
+        flat = {s["buffer"]: arrays[i].reshape(-1) for i, s in enumerate(slots)
+                if s["buffer"] >= 0}
+        for b in prog.buffers:
+            if b.id not in flat and b.data is not None:
+                flat[b.id] = np.ascontiguousarray(b.data, b.type.dtype.np).reshape(-1)
+        run_kernel(prog.kernels[kernel_index], flat, prog)
+
+    def _collect(self, params: Any, outs: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        result = []
+        for o, k in zip(self.outputs, self._out_index):
+            shape = tuple(o["shape"])
+            if "slot" in o:
+                arr = outs[k]
+                result.append(arr if arr.shape == shape else arr.reshape(shape))
+            elif "param" in o:
+                result.append(np.array(params[o["param"]], copy=True).reshape(shape))
+            else:
+                result.append(np.asarray(o["const"], DType[o["dtype"]].np).reshape(shape))
+        return tuple(result)
+
+    # ------------------------------------------------------------ stages
+    def text(self, stage: str) -> str:
+        """``llvm`` (optimised LLVM IR) or ``asm`` (host assembly)."""
+        if stage == "llvm":
+            return self.meta["llvm"]
+        if stage == "asm":
+            from syntonic.lower.cpu.engine import get_engine
+
+            if "asm" not in self.meta:
+                self.meta["asm"] = get_engine().asm(self.meta["llvm"])
+            return self.meta["asm"]
+        raise KeyError(stage)
+
+
+def program_key(graph_text: str, extra: str = "") -> str:
+    """The compile-cache key of a traced graph (see :mod:`syntonic.runtime.cache`)."""
+    from syntonic.lower.cpu.codegen import CODEGEN_VERSION
+    from syntonic.lower.cpu.engine import get_engine
+
+    cfg = config.current()
+    relevant = (cfg.fold_limit, cfg.max_kernel_ops, cfg.max_kernel_buffers)
+    return cache.make_key(graph_text, repr(relevant), extra, get_engine().target_key,
+                          cache.source_fingerprint(), CODEGEN_VERSION)
+
+
+def compile_program(program: Program | None, key: str,
+                    build: Callable[[], Program] | None = None,
+                    annotate: Callable[[str], str] | None = None) -> NativeProgram:
+    """Compile (or fetch from the cache) the program for `key`.
+
+    `program` may be None when `build` can make it: on a cache hit it is then built only
+    if an opaque step needs it. `annotate` may post-process the optimised LLVM text (e.g.
+    to add user source lines).
+    """
+    from syntonic.lower.cpu.codegen import lower_program
+    from syntonic.lower.cpu.engine import get_engine
+
+    entry = cache.get(key)
+    if entry is None:
+        if program is None:
+            assert build is not None
+            program = build()
+        lowered = lower_program(program, f"{program.name}_{key[:12]}")
+        art = get_engine().compile(lowered.llvm_ir, program.name, lowered.symbols)
+        llvm_text = annotate(art.optimized_ir) if annotate else art.optimized_ir
+        meta = {"plan": lowered.plan, "symbols": list(lowered.symbols), "llvm": llvm_text,
+                "kernels": program.text(), "name": program.name}
+        entry = cache.Entry(meta, art.obj)
+        cache.put(key, entry)
+    with _load_lock:
+        addrs = _loaded.get(key)
+        if addrs is None:
+            addrs = get_engine().load(entry.obj, tuple(entry.meta["symbols"]))
+            _loaded[key] = addrs
+    meta = dict(entry.meta)
+    meta["plan"] = _copy_plan(meta["plan"])
+    return NativeProgram(meta, addrs, program, build)
+
+
+def _copy_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    out = dict(plan)
+    out["steps"] = [dict(s) for s in plan["steps"]]
+    return out
+
+
