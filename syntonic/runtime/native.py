@@ -203,7 +203,9 @@ def compile_program(program: Program | None, key: str,
             program = build()
         lowered = lower_program(program, f"{program.name}_{key[:12]}")
         art = get_engine().compile(lowered.llvm_ir, program.name, lowered.symbols)
-        llvm_text = annotate(art.optimized_ir) if annotate else art.optimized_ir
+        llvm_text = annotate_llvm(art.optimized_ir, program, lowered.plan)
+        if annotate:
+            llvm_text = annotate(llvm_text)
         meta = {"plan": lowered.plan, "symbols": list(lowered.symbols), "llvm": llvm_text,
                 "kernels": program.text(), "name": program.name}
         entry = cache.Entry(meta, art.obj)
@@ -216,6 +218,27 @@ def compile_program(program: Program | None, key: str,
     meta = dict(entry.meta)
     meta["plan"] = _copy_plan(meta["plan"])
     return NativeProgram(meta, addrs, program, build)
+
+
+def annotate_llvm(text: str, program: Program, plan: dict[str, Any]) -> str:
+    """Put each kernel's source ops (with the user's file:line) above its definition."""
+    notes: dict[str, list[str]] = {}
+    for step in plan["steps"]:
+        if step["kind"] != "native":
+            continue
+        k = program.kernels[step["kernel"]]
+        lines = [f"; kernel {k.name}: {k.kind} over {list(k.space)}"]
+        lines += [f";   {op}" for op in k.ops]
+        notes[step["symbol"]] = lines
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("define "):
+            for symbol, lines in notes.items():
+                if f"@{symbol}(" in line or f'@"{symbol}"(' in line:
+                    out.extend(lines)
+                    break
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _copy_plan(plan: dict[str, Any]) -> dict[str, Any]:

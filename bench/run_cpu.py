@@ -1,0 +1,352 @@
+"""CPU benchmarks W0-W6 (issue 5): syntonic vs numpy, numba (parallel=True) and jax.jit.
+
+Run ``python bench/run_cpu.py`` (``--quick`` for small sizes); it writes bench/README.md.
+Every workload is f32. Times are the best of several runs after a warm-up call, taken in
+this one process; ratios are peer time / syntonic time (> 1: syntonic is faster).
+Peers are written the way each library is normally used (numpy array expressions,
+numba ``@njit(parallel=True)`` over the same array expression, ``jax.jit`` of jnp code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import syntonic as sn  # noqa: E402
+
+try:
+    import numba  # noqa: E402
+except ImportError:  # pragma: no cover - bench extra not installed
+    numba = None
+try:
+    import jax  # noqa: E402
+    import jax.numpy as jnp  # noqa: E402
+
+    jax.config.update("jax_platforms", "cpu")
+except ImportError:  # pragma: no cover
+    jax = None
+
+
+def best(fn: Callable[[], object], repeat: int, number: int = 1) -> float:
+    """Best wall time of `repeat` runs of `number` calls (seconds per call)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+    return min(times)
+
+
+def jax_call(f: Callable, *args: object) -> Callable[[], object]:
+    dev = [jax.device_put(a) for a in args]
+    return lambda: f(*dev).block_until_ready()
+
+
+# --------------------------------------------------------------------- workloads
+
+
+def w1_numpy(x):
+    t = x * np.float32(0.5) + np.float32(1.0)
+    return np.tanh(t) * np.exp(-(x * x)) + x / (np.float32(1.0) + np.abs(x)) * np.float32(0.25)
+
+
+@sn.jit
+def w1_sn(x):
+    t = x * 0.5 + 1.0
+    return sn.tanh(t) * sn.exp(-(x * x)) + x / (1.0 + sn.abs(x)) * 0.25
+
+
+def w2_numpy(x):
+    m = x.mean(axis=-1, keepdims=True)
+    c = x - m
+    s = np.sqrt((c * c).mean(axis=-1, keepdims=True) + np.float32(1e-6))
+    return np.float32(0.618) * x + np.float32(0.382) * (c / s)
+
+
+@sn.jit
+def w2_sn(x):
+    m = x.mean(axis=-1, keepdims=True)
+    c = x - m
+    s = sn.sqrt((c * c).mean(axis=-1, keepdims=True) + 1e-6)
+    return 0.618 * x + 0.382 * (c / s)
+
+
+def w3_numpy(x, y):
+    return np.sum(x * y) / np.sqrt(np.sum(x * x) * np.sum(y * y))
+
+
+@sn.jit
+def w3_sn(x, y):
+    return sn.sum(x * y) / sn.sqrt(sn.sum(x * x) * sn.sum(y * y))
+
+
+def w4_numpy(x):
+    return np.tanh(x * np.float32(0.5) + np.float32(0.1)) * x - np.float32(1.0)
+
+
+@sn.jit
+def w4_sn(x):
+    return sn.tanh(x * 0.5 + 0.1) * x - 1.0
+
+
+def w5_numpy(x, w, b):
+    return np.maximum(x @ w + b, np.float32(0.0))
+
+
+@sn.jit
+def w5_sn(x, w, b):
+    return sn.maximum(x @ w + b, 0.0)
+
+
+def copy_numpy(x):
+    return x.copy()
+
+
+def triad_numpy(a, b):
+    return a + np.float32(3.0) * b
+
+
+@sn.jit
+def copy_sn(x):
+    return sn.abs(x)  # a pure stream: read once, write once (a copy would fold away)
+
+
+@sn.jit
+def triad_sn(a, b):
+    return a + 3.0 * b
+
+
+def numba_peers() -> dict[str, Callable]:
+    nj = numba.njit(parallel=True, cache=False)
+    return {
+        "copy": nj(lambda x: np.abs(x)),
+        "triad": nj(lambda a, b: a + np.float32(3.0) * b),
+        "w1": nj(lambda x: np.tanh(x * np.float32(0.5) + np.float32(1.0)) * np.exp(-(x * x))
+                 + x / (np.float32(1.0) + np.abs(x)) * np.float32(0.25)),
+        "w2": nj(_w2_numba),
+        "w3": nj(lambda x, y: np.sum(x * y) / np.sqrt(np.sum(x * x) * np.sum(y * y))),
+        "w4": numba.njit(lambda x: np.tanh(x * np.float32(0.5) + np.float32(0.1)) * x
+                         - np.float32(1.0)),
+        "w5": nj(lambda x, w, b: np.maximum(x @ w + b, np.float32(0.0))),
+    }
+
+
+def _w2_numba(x):
+    out = np.empty_like(x)
+    n = x.shape[1]
+    for i in numba.prange(x.shape[0]):
+        row = x[i]
+        m = row.mean()
+        c = row - m
+        s = np.sqrt((c * c).sum() / n + np.float32(1e-6))
+        out[i] = np.float32(0.618) * row + np.float32(0.382) * (c / s)
+    return out
+
+
+def jax_peers() -> dict[str, Callable]:
+    j = jax.jit
+    return {
+        "copy": j(lambda x: jnp.abs(x)),
+        "triad": j(lambda a, b: a + 3.0 * b),
+        "w1": j(lambda x: jnp.tanh(x * 0.5 + 1.0) * jnp.exp(-(x * x)) + x / (1.0 + jnp.abs(x))
+                * 0.25),
+        "w2": j(lambda x: 0.618 * x + 0.382 * ((x - x.mean(-1, keepdims=True)) / jnp.sqrt(
+            ((x - x.mean(-1, keepdims=True)) ** 2).mean(-1, keepdims=True) + 1e-6))),
+        "w3": j(lambda x, y: jnp.sum(x * y) / jnp.sqrt(jnp.sum(x * x) * jnp.sum(y * y))),
+        "w4": j(lambda x: jnp.tanh(x * 0.5 + 0.1) * x - 1.0),
+        "w5": j(lambda x, w, b: jnp.maximum(x @ w + b, 0.0)),
+    }
+
+
+# --------------------------------------------------------------------- W6
+
+_W6_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    t0 = time.perf_counter()
+    import numpy as np
+    import syntonic as sn
+    t_import = time.perf_counter() - t0
+
+    @sn.jit
+    def w1(x):
+        t = x * 0.5 + 1.0
+        return sn.tanh(t) * sn.exp(-(x * x)) + x / (1.0 + sn.abs(x)) * 0.25
+
+    x = np.ones(1 << 16, np.float32)
+    t0 = time.perf_counter()
+    w1(x)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    w1(x)
+    second = time.perf_counter() - t0
+    print(first, second, t_import)
+""")
+
+
+def w6(root: Path) -> tuple[float, float, float]:
+    """(cold compile, warm load, run) seconds of W1's first call, in fresh processes."""
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, SYNTONIC_CACHE_DIR=d, SYNTONIC_CACHE="rw")
+        script = _W6_SCRIPT.format(root=str(root))
+        runs = []
+        for _ in range(2):  # cold (empty cache), then warm (entry on disk)
+            out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            runs.append([float(v) for v in out])
+        cold = runs[0][0] - runs[0][1]
+        warm = runs[1][0] - runs[1][1]
+        return cold, warm, runs[1][1]
+
+
+# --------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "README.md"))
+    opts = ap.parse_args()
+    n = 1 << (18 if opts.quick else 24)
+    rows_n = 512 if opts.quick else 4096
+    rep = 3 if opts.quick else 7
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    x2 = rng.standard_normal((rows_n, rows_n)).astype(np.float32)
+    small = rng.standard_normal(248).astype(np.float32)
+    m, k, nn = (64, 256, 256) if opts.quick else (256, 1024, 1024)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((k, nn)).astype(np.float32)
+    b = rng.standard_normal(nn).astype(np.float32)
+
+    cases = {  # name -> (syntonic fn, numpy fn, args, repeat, calls per timing)
+        "copy": (copy_sn, lambda x: np.abs(x), (x,), rep, 1),
+        "triad": (triad_sn, triad_numpy, (x, y), rep, 1),
+        "w1": (w1_sn, w1_numpy, (x,), rep, 1),
+        "w2": (w2_sn, w2_numpy, (x2,), rep, 1),
+        "w3": (w3_sn, w3_numpy, (x, y), rep, 1),
+        "w4": (w4_sn, w4_numpy, (small,), rep, 20000),
+        "w5": (w5_sn, w5_numpy, (a, w, b), rep, 5),
+    }
+    peers_nb = numba_peers() if numba else {}
+    peers_jax = jax_peers() if jax else {}
+    results: dict[str, dict[str, float]] = {}
+    for name, (f_sn, f_np, args, r, number) in cases.items():
+        got = np.asarray(f_sn(*args))
+        want = np.asarray(f_np(*args))
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
+        row = {"syntonic": best(lambda f=f_sn, a=args: f(*a), r, number),
+               "numpy": best(lambda f=f_np, a=args: f(*a), r, number)}
+        if name in peers_nb:
+            row["numba"] = best(lambda f=peers_nb[name], a=args: f(*a), r, number)
+        if name in peers_jax:
+            row["jax"] = best(jax_call(peers_jax[name], *args), r, number)
+        results[name] = row
+        print(name, {k: f"{v * 1e3:.3f} ms" for k, v in row.items()}, flush=True)
+    cold, warm, run = w6(ROOT)
+    print(f"w6 cold {cold * 1e3:.1f} ms, warm {warm * 1e3:.1f} ms", flush=True)
+    write_report(Path(opts.out), results, (cold, warm), n, rows_n, (m, k, nn), opts.quick)
+
+
+def _fmt(t: float) -> str:
+    return f"{t * 1e6:.2f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms"
+
+
+def write_report(path: Path, res: dict[str, dict[str, float]], w6_times: tuple[float, float],
+                 n: int, rows_n: int, mkn: tuple[int, int, int], quick: bool) -> None:
+    peers = ["numpy", "numba", "jax"]
+    gb = {"copy": 2 * 4 * n, "triad": 3 * 4 * n, "w1": 2 * 4 * n, "w2": 2 * 4 * rows_n ** 2,
+          "w3": 2 * 4 * n}
+    triad_bw = gb["triad"] / min(res["triad"].values())
+    lines = [
+        "# CPU benchmarks (W0-W6)",
+        "",
+        f"Command: `python bench/run_cpu.py{' --quick' if quick else ''}` (writes this file).",
+        "",
+        "Machine: " + _machine(),
+        "",
+        "Times are the best of several runs after warm-up, all in one process. Ratio = peer",
+        "time / syntonic time (> 1 means syntonic is faster). GB/s counts each array read or",
+        "written once (the minimum traffic).",
+        "",
+        "| workload | syntonic | " + " | ".join(peers) + " | syntonic GB/s or GFLOP/s |",
+        "|---|---|" + "---|" * len(peers) + "---|",
+    ]
+    labels = {
+        "copy": f"W0 copy-like stream (abs) f32[{n}]",
+        "triad": f"W0 triad a+3b f32[{n}]",
+        "w1": f"W1 12-op elementwise chain f32[{n}]",
+        "w2": f"W2 row-harmonize f32[{rows_n},{rows_n}]",
+        "w3": f"W3 cosine (3 reductions, 1 pass) f32[{n}]",
+        "w4": "W4 per call, 5-op expr f32[248]",
+        "w5": f"W5 relu(x@w+b) {mkn[0]}x{mkn[1]}x{mkn[2]}",
+    }
+    for name, row in res.items():
+        sn_t = row["syntonic"]
+        cells = []
+        for p in peers:
+            if p in row:
+                cells.append(f"{_fmt(row[p])} ({row[p] / sn_t:.2f}x)")
+            else:
+                cells.append("n/a")
+        if name == "w5":
+            rate = f"{2 * mkn[0] * mkn[1] * mkn[2] / sn_t / 1e9:.1f} GFLOP/s"
+        elif name in gb:
+            rate = f"{gb[name] / sn_t / 1e9:.1f} GB/s"
+        else:
+            rate = ""
+        lines.append(f"| {labels[name]} | {_fmt(sn_t)} | " + " | ".join(cells) + f" | {rate} |")
+    cold, warm = w6_times
+    lines += [
+        f"| W6 cold compile of W1 (fresh process, empty cache) | {_fmt(cold)} | | | | |",
+        f"| W6 warm load of W1 (fresh process, disk cache) | {_fmt(warm)} | | | | |",
+        "",
+        f"Best W0 triad bandwidth (any implementation): {triad_bw / 1e9:.1f} GB/s. "
+        f"W1 reaches {gb['w1'] / res['w1']['syntonic'] / triad_bw * 100:.0f} % of it, "
+        f"W3 {gb['w3'] / res['w3']['syntonic'] / triad_bw * 100:.0f} %.",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import llvmlite
+
+    vers = [f"python {platform.python_version()}", f"numpy {np.__version__}",
+            f"llvmlite {llvmlite.__version__}"]
+    if numba:
+        vers.append(f"numba {numba.__version__}")
+    if jax:
+        vers.append(f"jax {jax.__version__}")
+    from syntonic.lower.cpu.engine import get_engine
+
+    return (f"{cpu}, {os.cpu_count()} cores, host CPU `{get_engine().cpu}`; "
+            + ", ".join(vers))
+
+
+if __name__ == "__main__":
+    main()

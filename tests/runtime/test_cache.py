@@ -1,0 +1,131 @@
+"""The compile cache: hits, misses, atomic writes, corrupt entries, concurrent processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llvmlite")
+
+from syntonic.ir.types import DType  # noqa: E402
+from syntonic.runtime import cache  # noqa: E402
+from syntonic.runtime.native import compile_program  # noqa: E402
+from tests.lower.cpu import programs as P  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path):
+    with cache.configure(mode="rw", dir=tmp_path):
+        cache.clear(memory=True, disk=False)
+        yield tmp_path
+    cache.clear(memory=True, disk=False)
+
+
+def _entries(d: Path) -> list[Path]:
+    return sorted(p for p in d.glob("*/*.snc"))
+
+
+def test_roundtrip_and_memory_hit(cache_dir: Path) -> None:
+    prog = P.elementwise("exp", DType.f32, (16,))
+    key = cache.make_key("test-roundtrip")
+    native = compile_program(prog, key)
+    x = np.linspace(0, 1, 16, dtype=np.float32)
+    np.testing.assert_allclose(native(x)[0], np.exp(x), rtol=1e-6)
+    assert len(_entries(cache_dir)) == 1
+    before = cache.info()["memory_hits"]
+    compile_program(None, key)  # no program needed on a hit
+    assert cache.info()["memory_hits"] == before + 1
+    cache.clear(memory=True, disk=False)
+    again = compile_program(None, key)
+    assert cache.info()["disk_hits"] >= 1
+    np.testing.assert_allclose(again(x)[0], np.exp(x), rtol=1e-6)
+    assert "define" in again.text("llvm") and again.text("asm")
+
+
+def test_truncated_entry_is_ignored_with_a_warning_and_rebuilt(cache_dir: Path) -> None:
+    prog = P.elementwise("sin", DType.f32, (8,))
+    key = cache.make_key("test-truncated")
+    compile_program(prog, key)
+    (entry,) = _entries(cache_dir)
+    data = entry.read_bytes()
+    for cut in (len(data) // 2, 10, len(data) - 1):
+        entry.write_bytes(data[:cut])
+        cache.clear(memory=True, disk=False)
+        with pytest.warns(cache.CacheWarning, match="corrupt"):
+            native = compile_program(prog, key)
+        x = np.ones(8, np.float32)
+        np.testing.assert_allclose(native(x)[0], np.sin(x), rtol=1e-6)
+        assert entry.read_bytes() == data  # rebuilt in place
+
+
+def test_bit_flip_is_detected(cache_dir: Path) -> None:
+    key = cache.make_key("test-flip")
+    compile_program(P.elementwise("cos", DType.f32, (8,)), key)
+    (entry,) = _entries(cache_dir)
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    entry.write_bytes(bytes(data))
+    cache.clear(memory=True, disk=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cache.get(key) is None
+    assert any(issubclass(w.category, cache.CacheWarning) for w in caught)
+
+
+def test_modes_off_and_ro(cache_dir: Path) -> None:
+    prog = P.elementwise("neg", DType.f32, (4,))
+    with cache.configure(mode="off"):
+        compile_program(prog, cache.make_key("off"))
+    with cache.configure(mode="ro"):
+        compile_program(prog, cache.make_key("ro"))
+    assert _entries(cache_dir) == []
+    info = cache.info()
+    assert info["mode"] == "rw" and info["entries"] == 0
+
+
+def test_clear_and_info(cache_dir: Path) -> None:
+    compile_program(P.elementwise("abs", DType.f32, (4,)), cache.make_key("clear"))
+    assert cache.info()["entries"] == 1 and cache.info()["bytes"] > 0
+    cache.clear()
+    assert cache.info()["entries"] == 0 and cache.info()["in_memory"] == 0
+
+
+_WORKER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    from syntonic.ir.types import DType
+    from syntonic.runtime import cache
+    from syntonic.runtime.native import compile_program
+    from tests.lower.cpu import programs as P
+    with cache.configure(mode="rw", dir={dir!r}):
+        native = compile_program(P.row_normalize(8, 64), cache.make_key("shared"))
+        x = np.arange(8 * 64, dtype=np.float32).reshape(8, 64)
+        y, m = native(x)
+        print(float(m.sum()), cache.info()["disk_hits"])
+""")
+
+
+def test_four_concurrent_processes_then_restart_hits(cache_dir: Path) -> None:
+    script = _WORKER.format(root=str(ROOT), dir=str(cache_dir))
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    sums = {o.split()[0] for o, _ in outs}
+    assert len(sums) == 1
+    assert len(_entries(cache_dir)) == 1
+    assert not list(cache_dir.glob("*/.tmp-*"))  # no temporary file left behind
+    # a fresh process finds the entry on disk
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] in sums and int(out[1]) == 1
