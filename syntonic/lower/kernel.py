@@ -137,6 +137,17 @@ Node = Load | Const | Iota | Acc | Apply
 
 # ------------------------------------------------------------------ structure
 
+# The registry reductions a Reduction may name, with the elementwise registry op that
+# combines two partial results (backends split and combine reductions with it). ``mean``
+# is a ``sum`` divided by the number of reduced elements when the accumulator is final.
+REDUCTION_COMBINE: dict[str, str] = {
+    "sum": "add",
+    "mean": "add",
+    "max": "maximum",
+    "min": "minimum",
+    "prod": "mul",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Reduction:
@@ -208,6 +219,7 @@ class Opaque:
     attrs: tuple[tuple[str, Any], ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    input_types: tuple[TensorType, ...] = ()  # how the op sees each input (a reshape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +481,7 @@ def space_size(k: Kernel) -> int:
 
 __all__ = [
     "Acc", "Apply", "Buffer", "Const", "Contraction", "Iota", "Kernel", "Level", "Load", "Node",
-    "Opaque", "Operand", "OutputRef", "Phase", "Program", "Reduction", "Role", "SourceOp",
+    "Opaque", "Operand", "OutputRef", "Phase", "Program", "REDUCTION_COMBINE", "Reduction", "Role",
+    "SourceOp",
     "Store", "acc_dependencies", "check_kernel", "space_size",
 ]

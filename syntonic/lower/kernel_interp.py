@@ -138,7 +138,8 @@ def _store(st: Store, value: np.ndarray, k: Kernel, flat: dict[int, np.ndarray],
 def _run_opaque(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:
     assert k.opaque is not None
     o = k.opaque
-    arrays = [flat[b].reshape(prog.buffers[b].type.shape) for b in o.inputs]
+    types = o.input_types or tuple(prog.buffers[b].type for b in o.inputs)
+    arrays = [flat[b].reshape(t.shape) for b, t in zip(o.inputs, types)]
     outs = get_op(o.op).evaluate(arrays, dict(o.attrs))
     for b, out in zip(o.outputs, outs):
         with np.errstate(all="ignore"):
