@@ -24,6 +24,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# libgomp's default busy-waiting makes numba's parallel=True erratic (1-8 ms per call on
+# small arrays) on a 2-core VM; passive waiting is numba's best setting here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import syntonic as sn  # noqa: E402
 

@@ -74,9 +74,14 @@ LOG2E = 1.4426950408889634
 class _E:
     """Thin expression helper over an IRBuilder (f64 scalars, named values)."""
 
-    def __init__(self, b: ir.IRBuilder) -> None:
+    def __init__(self, b: ir.IRBuilder, narrow: bool = False) -> None:
         self.b = b
         self.mod = b.module
+        # narrow: the result is rounded to f32/f16, so series stop at ~2**-34 relative
+        self.narrow = narrow
+
+    def terms(self, full: int, narrow: int) -> int:
+        return narrow if self.narrow else full
 
     def c(self, v: float) -> ir.Constant:
         return ir.Constant(F64, v)
@@ -153,7 +158,7 @@ def _exp(e: _E, x: ir.Value) -> ir.Value:
     neg_n = b.fneg(n)
     r = e.fma(neg_n, e.c(LN2_HI), xs)
     r = e.fma(neg_n, e.c(LN2_LO), r)
-    p = e.horner(r, [1.0 / math.factorial(k) for k in range(14)])
+    p = e.horner(r, [1.0 / math.factorial(k) for k in range(e.terms(14, 10))])
     ni = b.fptosi(n, I64)
     n1 = b.ashr(ni, e.i(1))
     n2 = b.sub(ni, n1)  # two factors so results down to the subnormals round once
@@ -176,7 +181,7 @@ def _log(e: _E, x: ir.Value) -> ir.Value:
     f = b.fsub(m, e.c(1.0))
     s = b.fdiv(f, b.fadd(f, e.c(2.0)))  # log(m) = 2 atanh(s)
     z = b.fmul(s, s)
-    poly = e.horner(z, [1.0 / (2 * k + 3) for k in range(11)])
+    poly = e.horner(z, [1.0 / (2 * k + 3) for k in range(e.terms(11, 6))])
     s2 = b.fmul(s, e.c(2.0))
     logm = e.fma(b.fmul(s2, z), poly, s2)
     ef = b.sitofp(ex, F64)
@@ -191,9 +196,10 @@ def _sincos_kernels(e: _E, r: ir.Value) -> tuple[ir.Value, ir.Value]:
     """(sin r, cos r) for |r| <= pi/4 (Taylor series to r**17 / r**20)."""
     b = e.b
     z = b.fmul(r, r)
-    sp = e.horner(z, [(-1) ** (k + 1) / math.factorial(2 * k + 3) for k in range(8)])
+    n = e.terms(8, 5)
+    sp = e.horner(z, [(-1) ** (k + 1) / math.factorial(2 * k + 3) for k in range(n)])
     sin_r = e.fma(b.fmul(r, z), sp, r)
-    cp = e.horner(z, [(-1) ** k / math.factorial(2 * k + 4) for k in range(8)])
+    cp = e.horner(z, [(-1) ** k / math.factorial(2 * k + 4) for k in range(n)])
     hz = b.fmul(z, e.c(0.5))
     w = b.fsub(e.c(1.0), hz)
     tail = e.fma(b.fmul(z, z), cp, b.fsub(b.fsub(e.c(1.0), w), hz))
@@ -261,7 +267,8 @@ def _sincos(e: _E, x: ir.Value, cos: bool, wide: bool) -> ir.Value:
 def _expm1_nonpos(e: _E, y: ir.Value) -> ir.Value:
     """exp(y) - 1 for y <= 0 without cancellation near 0."""
     b = e.b
-    taylor = b.fmul(y, e.horner(y, [1.0 / math.factorial(k + 1) for k in range(19)]))
+    n = e.terms(19, 13)
+    taylor = b.fmul(y, e.horner(y, [1.0 / math.factorial(k + 1) for k in range(n)]))
     direct = b.fsub(_exp(e, y), e.c(1.0))
     return e.sel(e.gt(y, e.c(-1.0)), taylor, direct)
 
@@ -286,11 +293,12 @@ def _erf(e: _E, x: ir.Value) -> ir.Value:
     a = e.fabs(x)
     small_arg = e.sel(e.gt(a, e.c(2.0)), e.c(2.0), a)
     t = b.fmul(small_arg, small_arg)
-    small = b.fmul(small_arg, e.clenshaw(e.fma(t, e.c(0.5), e.c(-1.0)), ERF_SMALL))
+    small_c = ERF_SMALL[: e.terms(len(ERF_SMALL), 13)]
+    small = b.fmul(small_arg, e.clenshaw(e.fma(t, e.c(0.5), e.c(-1.0)), small_c))
     al = e.sel(e.lt(a, e.c(2.0)), e.c(2.0), a)
     al = e.sel(e.gt(al, e.c(6.0)), e.c(6.0), al)
     u = b.fdiv(e.c(1.0), al)
-    g = e.clenshaw(e.fma(u, e.c(6.0), e.c(-2.0)), ERFC_LARGE)
+    g = e.clenshaw(e.fma(u, e.c(6.0), e.c(-2.0)), ERFC_LARGE[: e.terms(len(ERFC_LARGE), 12)])
     erfc = b.fmul(b.fmul(_exp(e, b.fneg(b.fmul(al, al))), g), u)
     large = b.fsub(e.c(1.0), erfc)
     y = e.sel(e.gt(a, e.c(2.0)), large, small)
@@ -368,7 +376,7 @@ class MathLib:
         fn.attributes.add("alwaysinline")
         fn.attributes.add("nounwind")
         builder = ir.IRBuilder(fn.append_basic_block("entry"))
-        e = _E(builder)
+        e = _E(builder, narrow=ty is not F64)
         args = list(fn.args)
         for i, a in enumerate(args):
             a.name = "xy"[i]

@@ -16,7 +16,7 @@ the correctly rounded value: the f32 functions compute in f64 and round once):
     erf       0                      3
     sqrt      0                      0  (llvm.sqrt: correctly rounded)
     rsqrt     0                      0-1
-    pow       0                      242 (exp(y*log x) in f64: error grows with |y log x|)
+    pow       0.5                    242 (exp(y*log x) in f64: error grows with |y log x|)
 """
 
 from __future__ import annotations
