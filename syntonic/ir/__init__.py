@@ -28,7 +28,8 @@ from syntonic.ir.types import DType, TensorType
 from syntonic.ir.verifier import verify
 
 __all__ = [
-    "Builder", "ControlFlowError", "DType", "DTypeError", "UnsupportedError", "Graph", "IRError", "InferError", "Location", "Op",
+    "Builder", "ControlFlowError", "DType", "DTypeError", "UnsupportedError", "Graph", "IRError",
+    "InferError", "Location", "Op",
     "OpDef", "ShapeError", "SyntonicError", "TensorType", "TraceError", "Trait", "Value",
     "all_ops", "get_op", "interpret", "parse", "print_graph", "verify",
 ]

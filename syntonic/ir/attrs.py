@@ -64,7 +64,7 @@ class FloatKind(AttrKind):
     def coerce(self, raw: Any, result_type: TensorType | None) -> float:
         if isinstance(raw, (bool, np.bool_)) or not isinstance(raw, (int, float, np.number)):
             raise IRError(f"expected a number, got {raw!r}")
-        return float(raw)
+        return _to_float(raw)
 
     def format(self, value: float) -> str:
         return format_float(value)
@@ -204,11 +204,13 @@ class TensorKind(AttrKind):
     def format(self, value: TensorValue) -> str:
         arr = value.array
         dtype = DType.from_numpy(arr.dtype)
-        flat = arr.reshape(-1)
-        # A splat needs bit-equal elements (so -0.0 next to 0.0 is kept apart).
-        if flat.size > 0 and flat.tobytes() == flat[:1].tobytes() * flat.size:
-            return f"dense<{_format_scalar(flat[0], dtype)}>"
-        return "dense<[" + ",".join(_format_scalar(v, dtype) for v in flat.tolist()) + "]>"
+        texts = [_format_scalar(v, dtype) for v in arr.reshape(-1).tolist()]
+        # A splat needs equal printed elements: -0.0 next to 0.0 is kept apart, while NaNs
+        # of any sign or payload (all printed `nan`) must splat, or the text would change
+        # on a second print -> parse -> print.
+        if texts and texts.count(texts[0]) == len(texts):
+            return f"dense<{texts[0]}>"
+        return "dense<[" + ",".join(texts) + "]>"
 
 
 def _check_scalar(v: Any, dtype: DType) -> Any:
@@ -225,7 +227,14 @@ def _check_scalar(v: Any, dtype: DType) -> Any:
         return v
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise IRError(f"{dtype} constant elements must be numbers, got {v!r}")
-    return float(v)
+    return _to_float(v)
+
+
+def _to_float(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an integer literal beyond the float range
+        raise IRError(f"the integer {str(v)[:24]}... is too large for a float") from None
 
 
 def _dense_to_array(values: Any, t: TensorType) -> np.ndarray:
@@ -236,8 +245,11 @@ def _dense_to_array(values: Any, t: TensorType) -> np.ndarray:
         with np.errstate(over="ignore"):
             return np.array(checked, dtype=t.dtype.np).reshape(t.shape)
     scalar = _check_scalar(values, t.dtype)
-    with np.errstate(over="ignore"):
-        return np.full(t.shape, scalar, dtype=t.dtype.np)
+    try:
+        with np.errstate(over="ignore"):
+            return np.full(t.shape, scalar, dtype=t.dtype.np)
+    except (ValueError, MemoryError) as exc:  # beyond numpy's index range or memory
+        raise IRError(f"cannot build a {t} constant: {exc}") from None
 
 
 INT = IntKind()

@@ -128,7 +128,11 @@ register(
     OpDef(
         "iota",
         (0, 0),
-        (("shape", AttrSpec(INTS)), ("dim", AttrSpec(INT, 0)), ("dtype", AttrSpec(DTYPE, DType.i32))),
+        (
+            ("shape", AttrSpec(INTS)),
+            ("dim", AttrSpec(INT, 0)),
+            ("dtype", AttrSpec(DTYPE, DType.i32)),
+        ),
         frozenset({T.SOURCE}),
         _infer_iota,
         _ref_iota,
@@ -665,4 +669,6 @@ register(
 # The resonant ops live in their own module; importing it registers them.
 import syntonic.ir.ops_resonant  # noqa: E402,F401
 
-__all__ = ["BINARY", "BITWISE", "COMPARISONS", "REDUCTIONS", "UNARY", "REQUIRED", "broadcast_shapes"]
+__all__ = [
+    "BINARY", "BITWISE", "COMPARISONS", "REDUCTIONS", "UNARY", "REQUIRED", "broadcast_shapes",
+]

@@ -55,12 +55,12 @@ def parse(text: str, source: str = "<text>") -> Graph:
 
 
 def _describe(exc: UnexpectedInput, text: str) -> str:
-    if isinstance(exc, UnexpectedEOF):
+    tok = getattr(exc, "token", None)
+    if isinstance(exc, UnexpectedEOF) or getattr(tok, "type", None) == "$END":
         return "unexpected end of text (missing closing '}' or 'return'?)"
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "end of text"
         return f"unexpected character {ch!r}"
-    tok = getattr(exc, "token", None)
     expected = sorted(getattr(exc, "expected", ()) or ())
     what = f"unexpected {tok!r}" if tok is not None else "unexpected input"
     if expected:
@@ -204,4 +204,7 @@ def _number(tok: Token) -> int | float:
     text = str(tok)
     if any(c in text for c in ".eEin"):  # '.', exponent, inf, nan
         return float(text)
-    return int(text)
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        raise _At(tok, f"the integer {text[:24]}... has too many digits") from None

@@ -90,6 +90,8 @@ def print_graph(g: Graph, locs: bool = True) -> str:
     params = ", ".join(f"{namer.param(p)}: {p.type}" for p in g.params)
     outs = ", ".join(str(v.type) for v in g.outputs)
     name = _SAFE.sub("_", g.name) or "f"
+    if name[0].isdigit():  # the grammar's @name starts with a letter or '_'
+        name = "f" + name
     header = f"func @{name}({params}) -> ({outs})"
     if locs:
         header += format_loc(g.loc)

@@ -54,7 +54,9 @@ class InferError(IRError):
         self.fix = fix
 
 
-InferFn = Callable[[tuple[TensorType, ...], Mapping[str, Any]], "TensorType | tuple[TensorType, ...]"]
+InferFn = Callable[
+    [tuple[TensorType, ...], Mapping[str, Any]], "TensorType | tuple[TensorType, ...]"
+]
 RefFn = Callable[..., Any]
 DecomposeFn = Callable[..., Any]
 
@@ -129,7 +131,9 @@ class OpDef:
             raise InferError(f"{self.name} is declared to produce {got} but produces {want}")
         return types
 
-    def evaluate(self, arrays: list[np.ndarray], attrs: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
+    def evaluate(
+        self, arrays: list[np.ndarray], attrs: Mapping[str, Any]
+    ) -> tuple[np.ndarray, ...]:
         """Run the numpy reference rule (no type checks; see the interpreter)."""
         out = self.reference(*arrays, **attrs)
         return out if isinstance(out, tuple) else (out,)

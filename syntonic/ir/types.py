@@ -166,7 +166,12 @@ class TensorType:
                 f"or f32[] for a scalar, with DTYPE one of {', '.join(d.name for d in DType)}"
             )
         dims = m.group(2).strip()
-        shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+        try:
+            shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise IRError(
+                f"malformed tensor type {text[:24]!r}...: a dimension has too many digits"
+            ) from None
         return TensorType(DType(m.group(1)), shape)
 
     @staticmethod
