@@ -132,3 +132,9 @@ from syntonic.frontend import random  # noqa: E402
 # .gnosis persistence (syntonic/gnosis); appended after the core API on purpose.
 from syntonic.gnosis import load, save  # noqa: E402
 from syntonic.ir.errors import GnosisError  # noqa: E402
+
+# isort: split
+# Compile stages, fusion reports and configuration (passes, fusion, kernel IR).
+from syntonic import config  # noqa: E402
+from syntonic.runtime.explain import ExplainReport  # noqa: E402
+from syntonic.runtime.lowered import Lowered  # noqa: E402

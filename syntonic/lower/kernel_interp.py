@@ -96,11 +96,11 @@ def _eval(k: Kernel, idx: int, env: dict[int, np.ndarray], accs: dict[int, np.nd
         return env[idx]
     node = k.nodes[idx]
     if isinstance(node, Load):
-        out = node.view.gather(flat[node.buffer])
+        out = _compact(node.view).gather(flat[node.buffer])
     elif isinstance(node, Const):
         out = np.asarray(node.value, dtype=node.dtype.np)
     elif isinstance(node, Iota):
-        offsets, valid = node.view.offsets()
+        offsets, valid = _compact(node.view).offsets()
         out = np.where(valid, (offsets // node.div) % max(node.mod, 1), 0).astype(node.dtype.np)
     elif isinstance(node, Acc):
         out = accs[node.acc]
@@ -121,18 +121,26 @@ def _store(st: Store, value: np.ndarray, k: Kernel, flat: dict[int, np.ndarray],
            once_axes: tuple[int, ...]) -> None:
     """Write `value` through the store's view; `once_axes` are written at index 0 only."""
     view = st.view
-    full = np.broadcast_to(value, k.space)
     if once_axes:
         view = View(tuple(Dim(1, d.stride) if a in once_axes else d
                           for a, d in enumerate(view.dims)), view.offset)
-        full = full[tuple(slice(0, 1) if a in once_axes else slice(None)
-                          for a in range(len(k.space)))]
+    full = np.broadcast_to(value, view.shape)
     if view.size == 0:
         return
     buf = flat[st.buffer]
     strides = tuple(s * buf.itemsize for s in view.strides)
     target = np.lib.stride_tricks.as_strided(buf[view.offset:], view.shape, strides)
     target[...] = full
+
+
+def _compact(view: View) -> View:
+    """The view with every dimension it does not depend on (zero stride) of size 1.
+
+    The values are the same along such a dimension, so arrays stay small and a value
+    that varies per row keeps its rows even when the reduced axes are empty.
+    """
+    return View(tuple(Dim(1, 0) if d.stride == 0 and not d.masked else d
+                      for d in view.dims), view.offset)
 
 
 def _run_opaque(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:

@@ -68,7 +68,7 @@ def fold_elementwise(r: Rewriter, op: Op) -> Value | None:
         return None
     if shape != out.shape and not _broadcasts_to(shape, out.shape):
         return None
-    arrays = [np.ascontiguousarray(a) for a in sources]
+    arrays = [np.array(a, order="C") for a in sources]
     value = _evaluate(op, arrays, list(op.operands))
     folded = r.constant_like(value, op.loc)
     if folded.shape == out.shape:
@@ -94,7 +94,7 @@ def fold_other(r: Rewriter, op: Op) -> Value | None:
     arrays = [r.constant(v) for v in op.operands]
     if any(a is None for a in arrays):
         return None
-    concrete = [np.ascontiguousarray(a) for a in arrays if a is not None]
+    concrete = [np.array(a, order="C") for a in arrays if a is not None]
     value = _evaluate(op, concrete, list(op.operands))
     return r.constant_like(value, op.loc)
 

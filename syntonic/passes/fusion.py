@@ -270,11 +270,11 @@ class _Planner:
     def make_copy(self, v: Value, reason: Reason) -> None:
         """A copy group that writes `v` (a view or iota result) to its own buffer."""
         src = self.source_origins.get(v, self.origins[v])
+        src_owner = None if src.root is v else self.owner_of(src.root)
         grp = self.new_group("copy", v.shape, None)
         grp.copy_of = v
         grp.level[v] = Level.ELEM
         self.owner[v] = grp.id
-        src_owner = self.owner_of(src.root)
         grp.reads.add(src.root)
         if src_owner is not None:
             self.dep.add_edge(src_owner, grp.id)

@@ -128,6 +128,43 @@ class JitFunction:
             self._cache[key] = entry
         return entry.graph
 
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """Every compile stage for these arguments (arrays or ``sn.spec``): a ``Lowered``.
+
+        ``f.lower(x).text(stage)`` for ``traced``, each pass, ``optimized`` and
+        ``kernels``; ``.to_dot()``, ``.explain()``. Example::
+
+            print(step.lower(sn.spec("f32[4,248]")).text("kernels"))
+        """
+        import time
+
+        from syntonic.runtime.lowered import lower_graph
+
+        start = time.perf_counter()
+        key, _, bound = self._signature(args, kwargs, for_call=False)
+        cached = key in self._cache
+        graph = self.trace(*args, **kwargs)
+        return lower_graph(graph, None if cached else time.perf_counter() - start)
+
+    def explain(self, *args: Any, **kwargs: Any) -> Any:
+        """How this function compiles for these arguments: an ``ExplainReport``.
+
+        ``report.kernels`` has one entry per kernel that will run; ``print(report)`` is
+        readable. Example::
+
+            print(step.explain(sn.spec("f32[4096,4096]")))
+        """
+        import time
+
+        from syntonic.runtime.lowered import lower_graph
+
+        start = time.perf_counter()
+        key, _, bound = self._signature(args, kwargs, for_call=False)
+        cached = key in self._cache
+        graph = self.trace(*args, **kwargs)
+        seconds = None if cached else time.perf_counter() - start
+        return lower_graph(graph, seconds, announce=False).explain()
+
     @property
     def cache_size(self) -> int:
         """Number of distinct signatures traced so far."""
