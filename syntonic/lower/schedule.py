@@ -236,6 +236,11 @@ def lower_to_kernels(plan: FusionPlan) -> Program:
     :func:`~syntonic.lower.kernel.check_kernel`; parameters are buffers ``b0..``; a
     function output is a buffer seen with the output's type (equal size, row-major).
     """
+    return lower_with_buffers(plan)[0]
+
+
+def lower_with_buffers(plan: FusionPlan) -> tuple[Program, dict[Value, int]]:
+    """:func:`lower_to_kernels`, plus the buffer of every materialized graph value."""
     g = plan.graph
     bufs = _Buffers(plan)
     for p in g.params:
@@ -256,8 +261,9 @@ def lower_to_kernels(plan: FusionPlan) -> Program:
                     for o, v in zip(plan.output_origins, g.outputs))
     for o, v in zip(plan.output_origins, g.outputs):
         assert math.prod(v.shape) == bufs.list[bufs.of[o.root]].type.size
-    return Program(g.name, tuple(bufs.list), tuple(bufs.of[p] for p in g.params), outputs,
+    prog = Program(g.name, tuple(bufs.list), tuple(bufs.of[p] for p in g.params), outputs,
                    tuple(kernels))
+    return prog, dict(bufs.of)
 
 
 def _value_name(v: Value, outputs: tuple[Value, ...]) -> str:
@@ -269,4 +275,4 @@ def buffer_type(prog: Program, bid: int) -> TensorType:
     return prog.buffers[bid].type
 
 
-__all__ = ["buffer_type", "lower_to_kernels"]
+__all__ = ["buffer_type", "lower_to_kernels", "lower_with_buffers"]
