@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from syntonic.ir.graph import Builder, Graph, Op, Value
@@ -37,7 +38,7 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
     for op in g.ops:
         operands = tuple(env.get(v, v) for v in op.operands)
         if operands != op.operands:
-            op = Op(op.name, operands, op.attrs, op.results, op.loc)
+            op = dataclasses.replace(op, operands=operands)
         key = op_key(op)
         first = seen.get(key)
         if first is not None:

@@ -12,8 +12,10 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+
 from syntonic.ir.errors import IRError
-from syntonic.ir.graph import Builder, Graph, Op, Value
+from syntonic.ir.graph import Builder, Graph, Value
 from syntonic.ir.printer import op_text
 from syntonic.ir.registry import Trait, get_op
 
@@ -37,7 +39,7 @@ def decompose_resonant_ops(g: Graph) -> Graph:
                 raise IRError(f"@{g.name}: resonant op `{op.name}` has no decomposition rule"
                               f"{f' at {op.loc}' if op.loc else ''}\n  {op_text(op, g)}")
             changed = any(a is not v for a, v in zip(operands, op.operands))
-            b.append(Op(op.name, tuple(operands), op.attrs, op.results, op.loc) if changed else op)
+            b.append(dataclasses.replace(op, operands=tuple(operands)) if changed else op)
             continue
         results = opdef.decompose(b, op, operands)
         results = tuple(results) if isinstance(results, (list, tuple)) else (results,)

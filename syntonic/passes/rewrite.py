@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -153,8 +154,7 @@ class Rewriter:
         """Rewrite every op of the input graph; return the new graph."""
         for op in self.g.ops:
             operands = tuple(self.env.get(v, v) for v in op.operands)
-            new = op if operands == op.operands else Op(op.name, operands, op.attrs,
-                                                         op.results, op.loc)
+            new = op if operands == op.operands else dataclasses.replace(op, operands=operands)
             if len(op.results) != 1:
                 self.b.append(new)
                 for res in new.results:
