@@ -22,8 +22,10 @@ from syntonic.frontend.api import (
     abs,
     absolute,
     add,
+    all,
     amax,
     amin,
+    any,
     arange,
     argmax,
     argmin,
@@ -92,6 +94,7 @@ from syntonic.frontend.resonant import (
     Q,
     dhsr_cycle,
     differentiate,
+    evolve,
     golden_weights,
     harmonize,
     mobius_mask,
@@ -138,3 +141,4 @@ from syntonic.ir.errors import GnosisError  # noqa: E402
 from syntonic import config  # noqa: E402
 from syntonic.runtime.explain import ExplainReport  # noqa: E402
 from syntonic.runtime.lowered import Lowered  # noqa: E402
+from syntonic.frontend.control import cond, while_loop  # noqa: E402

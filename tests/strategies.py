@@ -436,6 +436,49 @@ def _gen_prime_gate(c: GraphDraw, dt: DType) -> Value:
     return c.add("prime_gate", [x])
 
 
+def _step(c: GraphDraw, b: Builder, x: Value) -> Value:
+    """One random same-type update of `x` inside a region."""
+    if x.dtype is DType.bool:
+        name = c.draw(_sampled(("eq", "ne", "bitxor")))
+        y = b.add(name, [x, x], None, c.loc())
+        return y if y.dtype is DType.bool else b.add("ne", [x, x], None, c.loc())
+    name = c.draw(_sampled(("add", "sub", "mul", "neg", "abs")))
+    return b.add(name, [x] if name in ("neg", "abs") else [x, x], None, c.loc())
+
+
+def _gen_while(c: GraphDraw, dt: DType) -> Value:
+    """A bounded loop: carries x and a counter, runs `limit` (0..3) times."""
+    x = c.operand(dt)
+    counter = TensorType(DType.i32, ())
+    zero = c.add("constant", [], {"value": np.zeros((), np.int32)})
+    limit = c.add("constant", [], {"value": np.array(c.draw(_ints(0, 3)), np.int32)})
+    types = (x.type, counter, counter)
+    cb = Builder("cond")
+    cx, ci, cl = (cb.param(t, h) for t, h in zip(types, ("x", "i", "n")))
+    cond = cb.build([cb.add("lt", [ci, cl], None, c.loc())])
+    bb = Builder("body")
+    bx, bi, bl = (bb.param(t, h) for t, h in zip(types, ("x", "i", "n")))
+    one = bb.add("constant", [], {"value": np.ones((), np.int32)}, c.loc())
+    body = bb.build([_step(c, bb, bx), bb.add("add", [bi, one], None, c.loc())])
+    op = c.b.add_op("while", [x, zero, limit], {"carried": 2}, c.loc(), None, (cond, body))
+    c.pool.extend(op.results)
+    return op.results[0]
+
+
+def _gen_cond(c: GraphDraw, dt: DType) -> Value:
+    pred = c.operand(DType.bool, ())
+    x = c.operand(dt)
+    branches = []
+    for name in ("true", "false"):
+        rb = Builder(name)
+        p = rb.param(x.type, "x")
+        out = p if c.draw(st.booleans()) else _step(c, rb, p)
+        branches.append(rb.build([out]))
+    op = c.b.add_op("cond", [pred, x], {}, c.loc(), None, tuple(branches))
+    c.pool.extend(op.results)
+    return op.results[0]
+
+
 def _table() -> tuple[dict[str, Generator], dict[str, frozenset[DType]]]:
     gens: dict[str, Generator] = {}
     accepts: dict[str, frozenset[DType]] = {}
@@ -475,6 +518,8 @@ def _table() -> tuple[dict[str, Generator], dict[str, frozenset[DType]]]:
     put("harmonize", _along_axis("harmonize", _harmonize_attrs), FLOATS)
     put("differentiate", _gen_differentiate, FLOATS)
     put("prime_gate", _gen_prime_gate, FLOATS)
+    put("while", _gen_while, ANY)
+    put("cond", _gen_cond, ANY)
     return gens, accepts
 
 

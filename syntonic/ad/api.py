@@ -63,7 +63,7 @@ def _inline(sub_graph: Any, inputs: Sequence[Tracer]) -> list[Tracer]:
         env[p] = t.value
     for op in sub_graph.ops:
         new = trace.builder.add_op(op.name, [env[x] for x in op.operands], dict(op.attrs),
-                                   op.loc, tuple(r.type for r in op.results))
+                                   op.loc, tuple(r.type for r in op.results), op.regions)
         env.update(zip(op.results, new.results))
     return [Tracer(env[v], trace) for v in sub_graph.outputs]
 

@@ -310,3 +310,24 @@ def _matmul(E: Emitter, op: Op, xs: Sequence[Value], ys: Sequence[Value],
 
 def is_differentiable_type(t: TensorType) -> bool:
     return t.dtype in (DType.f16, DType.f32, DType.f64)
+
+
+# ------------------------------------------------------------------ control flow
+
+
+@vjp("cond")
+def _cond(E: Emitter, op: Op, xs: Sequence[Value], ys: Sequence[Value],
+          gs: Sequence[Value | None]) -> Cts:
+    # The gradient is a cond over the branches' own VJP graphs: each takes (args...,
+    # cotangents...) and returns one cotangent per arg.
+    from syntonic.ad.transform import vjp_graph
+    from syntonic.ir.graph import Graph
+
+    args = list(xs[1:])
+    branches = []
+    for region in op.regions:
+        dr = vjp_graph(region, list(range(len(args))), name=f"{region.name}_vjp")
+        n_out = len(region.outputs)
+        branches.append(Graph(dr.name, dr.params, dr.ops, dr.outputs[n_out:], dr.loc))
+    grads = E.b.add_op("cond", [xs[0], *args, *gs], None, E.loc, None, tuple(branches))
+    return [None, *grads.results]

@@ -50,6 +50,12 @@ def vjp_graph(g: Graph, wrt: Sequence[int], name: str | None = None) -> Graph:
         E = Emitter(b, op.loc)
         gs = [c if c is not None else E.zeros_like(env[r]) for c, r in zip(gs, op.results)]
         rule = VJP_RULES.get(op.name)
+        if rule is None and op.name == "while":
+            raise DifferentiationError(
+                "cannot differentiate through a while_loop"
+                + (f" (the loop at {op.loc})" if op.loc else "")
+                + ": its trip count is only known at run time; use a Python loop over a "
+                "fixed range (it is unrolled) to differentiate an iteration")
         if rule is None:
             rule = _decomposed_rule(op)
         new_cts = rule(E, op, [env[x] for x in op.operands], [env[r] for r in op.results], gs)
@@ -69,7 +75,7 @@ def vjp_graph(g: Graph, wrt: Sequence[int], name: str | None = None) -> Graph:
 
 def _copy(b: Builder, op: Op, env: dict[Value, Value]) -> None:
     new = b.add_op(op.name, [env[x] for x in op.operands], dict(op.attrs), op.loc,
-                   tuple(r.type for r in op.results))
+                   tuple(r.type for r in op.results), op.regions)
     for old, fresh in zip(op.results, new.results):
         env[old] = fresh
 

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -209,13 +210,13 @@ def reshape(x: Array, *shape: Any) -> Array:
     """Row-major reshape; one dimension may be -1. Example: ``x.reshape(4, -1)``."""
     t = lift(x)
     dims = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+    if not builtins.all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
         raise fail(TraceError, f"reshape: the shape must be ints, got {tuple(dims)!r}",
                    "use a tuple of ints such as (4, -1)")
     dims = [int(d) for d in dims]
     unknown = [i for i, d in enumerate(dims) if d == -1]
     known = math.prod(d for d in dims if d != -1)
-    if len(unknown) > 1 or any(d < -1 for d in dims):
+    if len(unknown) > 1 or builtins.any(d < -1 for d in dims):
         raise fail(ShapeError, f"reshape: invalid shape {tuple(dims)}",
                    "give non-negative sizes and at most one -1")
     if unknown:
@@ -469,3 +470,19 @@ def argmax(x: Array, axis: int = -1) -> Array:
 def argmin(x: Array, axis: int = -1) -> Array:
     """Index of the first minimum along `axis` (i32)."""
     return argmax(negative(x), axis)
+
+
+@eager
+def any(x: Array, axis: Any = None, keepdims: bool = False) -> Array:  # noqa: A001
+    """True where any element along `axis` is true (non-zero)."""
+    t = lift(x)
+    t = t if t.dtype_ is DType.bool else not_equal(t, 0)
+    return max(t, axis=axis, keepdims=keepdims)
+
+
+@eager
+def all(x: Array, axis: Any = None, keepdims: bool = False) -> Array:  # noqa: A001
+    """True where every element along `axis` is true (non-zero)."""
+    t = lift(x)
+    t = t if t.dtype_ is DType.bool else not_equal(t, 0)
+    return min(t, axis=axis, keepdims=keepdims)

@@ -53,7 +53,8 @@ _METHODS = {
     "mean": api.mean, "sum": api.sum, "max": api.max, "min": api.min, "prod": api.prod,
     "var": api.var, "std": api.std, "astype": api.astype, "reshape": api.reshape,
     "squeeze": api.squeeze, "ravel": api.ravel, "flatten": api.ravel, "clip": api.clip,
-    "dot": api.matmul, "argmax": api.argmax, "argmin": api.argmin,
+    "dot": api.matmul, "argmax": api.argmax, "argmin": api.argmin, "any": api.any,
+    "all": api.all,
 }
 
 
@@ -168,7 +169,7 @@ _FUNCTIONS = {
     np.matmul: api.matmul, np.dot: api.matmul, np.clip: api.clip, np.squeeze: api.squeeze,
     np.expand_dims: api.expand_dims, np.ravel: api.ravel, np.broadcast_to: api.broadcast_to,
     np.zeros_like: api.zeros_like, np.ones_like: api.ones_like, np.full_like: api.full_like,
-    np.argmax: api.argmax, np.argmin: api.argmin,
+    np.argmax: api.argmax, np.argmin: api.argmin, np.any: api.any, np.all: api.all,
     np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
 }
 

@@ -123,3 +123,46 @@ def prime_gate(x: Array) -> Array:
     """PrimeSyntonyGate on the last axis: normalise and scale by phi^d for prime dims d."""
     t = _float_input(x, "prime_gate")
     return emit("prime_gate", [t])
+
+
+@eager
+def evolve(x: Array, max_recursion: int = 13, threshold: float = 0.99) -> Any:
+    """The DHSR evolve loop of SPEC-ops.md; rows (along the last axis) evolve independently.
+
+    Per row: S = syntony(x), depth = 0; while S < threshold and depth < max_recursion:
+    y = dhsr_cycle(x), S' = syntony(y); if S' > S accept (x <- y, S <- S', depth += 1),
+    else stop that row. Returns ``(state, syntony, depth)`` with depth as i32. One
+    ``while`` op: the loop runs in compiled code, not in Python.
+
+    Example: ``state, s, depth = sn.evolve(x, max_recursion=13, threshold=0.99)``.
+    """
+    from syntonic.frontend import api
+    from syntonic.frontend.control import while_loop
+
+    if not isinstance(max_recursion, (int, np.integer)) or max_recursion < 0:
+        raise fail(TraceError, f"evolve: max_recursion must be a non-negative int, got "
+                   f"{max_recursion!r}")
+    t = _float_input(x, "evolve")
+    if t.ndim == 0:
+        raise fail(TraceError, "evolve needs at least one axis (the state dimension)")
+    s0 = syntony(t)
+    depth0 = api.zeros(s0.shape, "i32")
+    active0 = api.bitwise_and(api.less(s0, threshold), max_recursion > 0)
+
+    def keep_going(carry: Any) -> Any:
+        return api.any(carry[3])
+
+    def step(carry: Any) -> Any:
+        state, s, depth, active = carry
+        y = dhsr_cycle(state)
+        s_new = syntony(y)
+        accept = api.bitwise_and(active, api.greater(s_new, s))
+        state = api.where(api.expand_dims(accept, -1), y, state)
+        s = api.where(accept, s_new, s)
+        depth = api.add(depth, api.astype(accept, "i32"))
+        active = api.bitwise_and(accept, api.bitwise_and(api.less(s, threshold),
+                                                         api.less(depth, int(max_recursion))))
+        return state, s, depth, active
+
+    state, s, depth, _ = while_loop(keep_going, step, (t, s0, depth0, active0))
+    return state, s, depth

@@ -264,9 +264,9 @@ _BOOL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 # ----------------------------------------------------------------------- Tracer
 
 _CONTROL_FIX = (
-    "use sn.where(cond, a, b) to choose values elementwise; for a loop, use a fixed trip count "
-    "(a Python loop over range(n) is unrolled) or mark the deciding argument static with "
-    "sn.jit(static_argnames=(...))"
+    "use sn.where(cond, a, b) to choose values elementwise, sn.cond(pred, f, g, *args) to "
+    "branch, sn.while_loop(cond_fn, body_fn, init) for a data-dependent loop, or mark the "
+    "deciding argument static with sn.jit(static_argnames=(...))"
 )
 
 

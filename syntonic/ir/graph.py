@@ -67,6 +67,13 @@ class Op:
     attrs: tuple[tuple[str, Any], ...]
     results: tuple[Value, ...]
     loc: Location | None = None
+    # Closed sub-functions of control-flow ops (while: cond, body; cond: true, false).
+    # A region's parameters receive values from the op's operands; it captures nothing.
+    regions: tuple[Graph, ...] = ()
+
+    def with_operands(self, operands: tuple[Value, ...]) -> Op:
+        """The same op (results, attrs, regions, location) reading other operands."""
+        return Op(self.name, tuple(operands), self.attrs, self.results, self.loc, self.regions)
 
     @property
     def result(self) -> Value:
@@ -166,15 +173,17 @@ class Builder:
         attrs: Mapping[str, Any] | None = None,
         loc: Location | None = None,
         result_types: tuple[TensorType, ...] | None = None,
+        regions: tuple[Graph, ...] = (),
     ) -> Op:
         from syntonic.ir.registry import get_op
 
         opdef = get_op(name)
         operands = tuple(operands)
         canon = opdef.canonical_attrs(attrs or {}, result_types)
-        types = opdef.infer_types(tuple(v.type for v in operands), dict(canon), result_types)
+        types = opdef.infer_types(tuple(v.type for v in operands), dict(canon), result_types,
+                                  tuple(regions))
         results = tuple(Value(t, None, loc) for t in types)
-        op = Op(name, operands, canon, results, loc)
+        op = Op(name, operands, canon, results, loc, tuple(regions))
         self.ops.append(op)
         return op
 

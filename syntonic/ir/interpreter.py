@@ -40,7 +40,7 @@ def interpret(g: Graph, *args: Any) -> tuple[np.ndarray, ...]:
         # Overflow, 0/0 and invalid operations have defined IEEE results here; the
         # caller's np.seterr/np.errstate (e.g. all="raise") must not change them.
         with np.errstate(all="ignore"):
-            outs = opdef.evaluate([env[v] for v in op.operands], dict(op.attrs))
+            outs = opdef.evaluate([env[v] for v in op.operands], dict(op.attrs), op.regions)
         for r, out in zip(op.results, outs):
             arr = np.asarray(out)
             with np.errstate(all="ignore"):

@@ -667,6 +667,7 @@ register(
 )
 
 # The resonant ops live in their own module; importing it registers them.
+import syntonic.ir.ops_control  # noqa: E402,F401
 import syntonic.ir.ops_resonant  # noqa: E402,F401
 
 __all__ = [

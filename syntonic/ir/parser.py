@@ -108,11 +108,28 @@ class _Reader:
             )
         return b.build(outputs)
 
+    def region(self, node: Tree) -> Graph:
+        """A closed region: a fresh scope whose only inputs are its parameters."""
+        name_tok, *rest = node.children
+        inner = _Reader(self.source)
+        b = Builder(str(name_tok))
+        for p in rest:
+            if isinstance(p, Tree) and p.data == "param":
+                vtok, ttok = p.children
+                inner.define(vtok, b.param(inner.type(ttok), vtok[1:]))
+            elif isinstance(p, Tree) and p.data == "stmt":
+                inner.stmt(b, p)
+            elif isinstance(p, Tree) and p.data == "ret":
+                outputs = [inner.use(t) for t in p.children if t is not None]
+        return b.build(outputs)
+
     def stmt(self, b: Builder, node: Tree) -> None:
         results: list[Token] = []
         operands: list[Token] = []
         types: list[TensorType] = []
         attrs: dict[str, Any] = {}
+        regions: list[Graph] = []
+        region_names: list[Token] = []
         loc = None
         name = None
         for c in node.children:
@@ -126,17 +143,25 @@ class _Reader:
                 types.append(self.type(c))
             elif c.data == "attrdict":
                 attrs = self.attrdict(c)
+            elif c.data == "regions":
+                for r in c.children:
+                    region_names.append(r.children[0])
+                    regions.append(self.region(r))
             elif c.data == "loc":
                 loc = self.loc(c)
         try:
-            get_op(str(name))
+            opdef = get_op(str(name))
         except IRError as exc:
             raise _At(name, str(exc)) from None
+        got = tuple(str(t) for t in region_names)
+        if got != opdef.regions:
+            want = ", ".join(opdef.regions) or "no regions"
+            raise _At(node, f"{name} takes regions ({want}), got ({', '.join(got)})")
         if len(results) != len(types):
             raise _At(node, f"{len(results)} results but {len(types)} result types")
         args = [self.use(t) for t in operands]
         try:
-            op = b.add_op(str(name), args, attrs, loc, tuple(types))
+            op = b.add_op(str(name), args, attrs, loc, tuple(types), tuple(regions))
         except IRError as exc:
             raise _At(node, f"{name}: {exc}") from None
         for tok, v in zip(results, op.results):

@@ -74,15 +74,39 @@ class Namer:
             return f"%<undefined {v!r}>"
 
 
-def format_op(op: Op, namer: Namer, locs: bool = True) -> str:
-    results = ", ".join(namer.result(r) for r in op.results)
+def format_op(op: Op, namer: Namer, locs: bool = True, indent: str = "  ") -> str:
+    """One op as text; an op with regions spans several lines (regions indented)."""
     operands = ", ".join(namer[v] for v in op.operands)
+    results = ", ".join(namer.result(r) for r in op.results)
+    attrs = format_attrs(op)
+    region_lines: list[str] = []
+    for name, region in zip(get_op(op.name).regions, op.regions):
+        region_lines += _format_region(name, region, namer, locs, indent + "  ")
     types = ", ".join(str(r.type) for r in op.results)
-    text = f"{results} = {op.name}"
+    text = f"{results} = {op.name}" if op.results else op.name
     if operands:
         text += " " + operands
-    text += format_attrs(op) + f" : {types}"
+    text += attrs + f" : {types}"
+    if region_lines:
+        text += " {\n" + "\n".join(region_lines) + "\n" + indent + "}"
     return text + (format_loc(op.loc) if locs else "")
+
+
+def _format_region(name: str, g: Graph, namer: Namer, locs: bool, indent: str) -> list[str]:
+    params = ", ".join(f"{namer.param(p)}: {p.type}" for p in g.params)
+    lines = [f"{indent}{name}({params}) {{"]
+    lines += _format_body(g, namer, locs, indent + "  ")
+    lines.append(f"{indent}}}")
+    return lines
+
+
+def _format_body(g: Graph, namer: Namer, locs: bool, indent: str) -> list[str]:
+    lines = [indent + format_op(op, namer, locs, indent) for op in g.ops]
+    ret = f"{indent}return"
+    if g.outputs:
+        ret += " " + ", ".join(namer[v] for v in g.outputs)
+    lines.append(ret)
+    return lines
 
 
 def print_graph(g: Graph, locs: bool = True) -> str:
@@ -96,12 +120,7 @@ def print_graph(g: Graph, locs: bool = True) -> str:
     if locs:
         header += format_loc(g.loc)
     lines = [header + " {"]
-    for op in g.ops:
-        lines.append("  " + format_op(op, namer, locs))
-    ret = "  return"
-    if g.outputs:
-        ret += " " + ", ".join(namer[v] for v in g.outputs)
-    lines.append(ret)
+    lines += _format_body(g, namer, locs, "  ")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -38,6 +38,7 @@ class Trait:
     SOURCE = "source"  # no operands (constant, iota, golden_weights)
     RESONANT = "resonant"  # first-class op of SPEC-ops.md, decomposed by a pass
     CONTRACTION = "contraction"  # matmul
+    CONTROL = "control"  # carries regions (while, cond)
 
 
 class InferError(IRError):
@@ -72,6 +73,8 @@ class OpDef:
     infer: InferFn
     reference: RefFn
     doc: str = ""
+    # Names of the op's regions in order (control flow), e.g. ("cond", "body").
+    regions: tuple[str, ...] = ()
     # Rewrites the op into primitive ops: ``decompose(builder, op, operands) -> results``
     # (used by the decompose pass and by autodiff); None for primitive ops.
     decompose: DecomposeFn | None = None
@@ -116,14 +119,21 @@ class OpDef:
         operand_types: tuple[TensorType, ...],
         attrs: Mapping[str, Any],
         declared: tuple[TensorType, ...] | None = None,
+        regions: tuple[Any, ...] = (),
     ) -> tuple[TensorType, ...]:
-        """Result types of the op; checks arity and any declared (parsed) types."""
+        """Result types of the op; checks arity, regions and any declared (parsed) types."""
         lo, hi = self.arity
         n = len(operand_types)
         if not lo <= n <= hi:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
             raise InferError(f"{self.name} takes {want} operands, got {n}", "attr")
-        result = self.infer(operand_types, attrs)
+        if len(regions) != len(self.regions):
+            want = ", ".join(self.regions) or "no regions"
+            raise InferError(f"{self.name} takes {want}, got {len(regions)} regions", "attr")
+        if self.regions:
+            result = self.infer(operand_types, {**attrs, "__regions__": regions})
+        else:
+            result = self.infer(operand_types, attrs)
         types = result if isinstance(result, tuple) else (result,)
         if declared is not None and tuple(declared) != types:
             got = ", ".join(str(t) for t in declared)
@@ -132,10 +142,13 @@ class OpDef:
         return types
 
     def evaluate(
-        self, arrays: list[np.ndarray], attrs: Mapping[str, Any]
+        self, arrays: list[np.ndarray], attrs: Mapping[str, Any], regions: tuple[Any, ...] = ()
     ) -> tuple[np.ndarray, ...]:
         """Run the numpy reference rule (no type checks; see the interpreter)."""
-        out = self.reference(*arrays, **attrs)
+        if self.regions:
+            out = self.reference(*arrays, regions=regions, **attrs)
+        else:
+            out = self.reference(*arrays, **attrs)
         return out if isinstance(out, tuple) else (out,)
 
 

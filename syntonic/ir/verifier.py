@@ -53,9 +53,16 @@ def _verify_op(g: Graph, op: Op, defined: set[Value], namer: Namer) -> None:
         canon = opdef.canonical_attrs(dict(op.attrs), tuple(r.type for r in op.results))
         if tuple(name for name, _ in canon) != tuple(name for name, _ in op.attrs):
             raise IRError("attributes are not in canonical order")
-        types = opdef.infer_types(tuple(v.type for v in op.operands), dict(canon))
+        types = opdef.infer_types(tuple(v.type for v in op.operands), dict(canon), None,
+                                  op.regions)
     except IRError as exc:
         raise IRError(f"@{g.name}: invalid op{_where(op)}: {exc}\n  {text}") from None
+    for name, region in zip(opdef.regions, op.regions):
+        try:
+            verify(region)
+        except IRError as exc:
+            raise IRError(f"@{g.name}: in the {name} region of `{op.name}`{_where(op)}: "
+                          f"{exc}") from None
     actual = tuple(r.type for r in op.results)
     if types != actual:
         want = ", ".join(map(str, types))

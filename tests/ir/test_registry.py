@@ -66,7 +66,7 @@ def test_reference_rule_matches_type_rule(name: str, data: st.DataObject) -> Non
         opdef = get_op(op.name)
         operands = [env[v] for v in op.operands]
         with np.errstate(all="ignore"):
-            raw = opdef.evaluate(operands, dict(op.attrs))
+            raw = opdef.evaluate(operands, dict(op.attrs), op.regions)
         assert len(raw) == len(op.results)
         for out, r in zip(raw, op.results):
             out = np.asarray(out)
