@@ -35,6 +35,8 @@ from syntonic.ir.types import DType
 
 Rule = Callable[[Builder, Op, Sequence[Value]], tuple[Value, ...]]
 
+_PAD_MIN = 64  # vectors at least this long store only their non-zero head (see _Emit.along)
+
 
 class _Emit:
     """Appends primitive ops at one source location, with small shape helpers."""
@@ -62,10 +64,37 @@ class _Emit:
         return v if v.shape == tuple(shape) else self.op("reshape", v, shape=tuple(shape))
 
     def along(self, vec: np.ndarray, like: Value, ax: int) -> Value:
-        """A per-position constant along axis `ax`, broadcast to `like`'s shape."""
-        shape = tuple(like.shape[ax] if a == ax else 1 for a in range(len(like.shape)))
+        """A per-position constant along axis `ax`, broadcast to `like`'s shape.
+
+        A long tail of exact zeros (the golden weights underflow after ~35 positions)
+        is not stored: the constant is its non-zero head, zero-padded to length N.
+        """
+        n = like.shape[ax]
         dtype = DType.bool if vec.dtype == np.bool_ else like.dtype
-        return self.bcast(self.const(np.reshape(vec, shape), dtype), like.shape)
+        with np.errstate(all="ignore"):
+            cast = np.asarray(vec).astype(dtype.np)
+        nonzero = np.flatnonzero(cast)
+        head = int(nonzero[-1]) + 1 if nonzero.size else 0
+        shape = tuple(n if a == ax else 1 for a in range(len(like.shape)))
+        if dtype.is_float and n >= _PAD_MIN and head <= n // 2:
+            short = tuple(head if a == ax else 1 for a in range(len(like.shape)))
+            high = tuple(n - head if a == ax else 0 for a in range(len(like.shape)))
+            zeros = (0,) * len(like.shape)
+            value = self.op("pad", self.const(np.reshape(cast[:head], short), dtype),
+                            low=zeros, high=high, interior=zeros)
+        else:
+            value = self.const(np.reshape(cast, shape), dtype)
+        return self.bcast(value, like.shape)
+
+    def ramp(self, like: Value, ax: int) -> Value:
+        """i / N along axis `ax` (computed from an iota, as the spec's arange(N)/N)."""
+        n = like.shape[ax]
+        shape = tuple(n if a == ax else 1 for a in range(len(like.shape)))
+        index = self.op("iota", shape=shape, dim=ax, dtype=DType.i64 if n > 2**24 else DType.i32)
+        # Broadcast first: folding computes small ramps at [1..N..1] and broadcasts them;
+        # a large one stays index arithmetic at the consumer's shape (no extra kernel).
+        full = self.op("cast", self.bcast(index, like.shape), dtype=like.dtype)
+        return self.op("div", full, self.scalar(float(n), like.dtype, like.shape))
 
     def row_sum(self, v: Value, ax: int, keepdims: bool = True) -> Value:
         return self.op("sum", v, axes=(ax,), keepdims=keepdims)
@@ -122,14 +151,12 @@ def spectral_rows(e: _Emit, x: Value, ax: int) -> Value:
 
 def differentiate_rows(e: _Emit, x: Value, ax: int, alpha: float | Value) -> Value:
     """u = x (1 + alpha i/N); y = u sqrt(E/U), y = x where U = 0 (alpha: float or keepdims row)."""
-    n = x.shape[ax]
-    ramp = np.arange(n, dtype=np.float64) / n if n else np.zeros(0)
+    ramp = e.ramp(x, ax)
     if isinstance(alpha, Value):
-        factor = e.op("add", e.scalar(1.0, x.dtype, x.shape),
-                      e.op("mul", e.bcast(alpha, x.shape), e.along(ramp, x, ax)))
+        alpha_b = e.bcast(alpha, x.shape)
     else:
-        with np.errstate(all="ignore"):
-            factor = e.along(1.0 + alpha * ramp, x, ax)
+        alpha_b = e.scalar(alpha, x.dtype, x.shape)
+    factor = e.op("add", e.scalar(1.0, x.dtype, x.shape), e.op("mul", alpha_b, ramp))
     u = e.op("mul", x, factor)
     energy = e.row_sum(e.op("mul", x, x), ax)
     u_energy = e.row_sum(e.op("mul", u, u), ax)

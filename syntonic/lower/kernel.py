@@ -220,6 +220,7 @@ class Opaque:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     input_types: tuple[TensorType, ...] = ()  # how the op sees each input (a reshape)
+    regions: tuple[Any, ...] = ()  # the op's region graphs (control flow), if any
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,7 +148,7 @@ def _run_opaque(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:
     o = k.opaque
     types = o.input_types or tuple(prog.buffers[b].type for b in o.inputs)
     arrays = [flat[b].reshape(t.shape) for b, t in zip(o.inputs, types)]
-    outs = get_op(o.op).evaluate(arrays, dict(o.attrs))
+    outs = get_op(o.op).evaluate(arrays, dict(o.attrs), o.regions)
     for b, out in zip(o.outputs, outs):
         with np.errstate(all="ignore"):
             flat[b][...] = np.asarray(out).astype(prog.buffers[b].type.dtype.np).reshape(-1)

@@ -93,7 +93,8 @@ def format_kernel(k: Kernel) -> str:
         o = k.opaque
         ins = ", ".join(f"b{b}" for b in o.inputs)
         outs = ", ".join(f"b{b}" for b in o.outputs)
-        lines.append(f"  {outs} = {o.op} {ins}{_attr_text(o.attrs)}   // reference rule")
+        regions = f" ({len(o.regions)} regions)" if o.regions else ""
+        lines.append(f"  {outs} = {o.op} {ins}{_attr_text(o.attrs)}{regions}   // reference rule")
         return "\n".join(lines) + "\n"
     levels = k.levels()
     printed: set[int] = set()

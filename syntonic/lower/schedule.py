@@ -224,7 +224,7 @@ def _opaque_kernel(name: str, grp: Group, plan: FusionPlan, bufs: _Buffers) -> K
         name, op.results[0].shape, (), (), (), None,
         Opaque(op.name, op.attrs, tuple(bufs.get(o.root) for o in origins),
                tuple(bufs.of[r] for r in op.results),
-               tuple(v.type for v in op.operands)),
+               tuple(v.type for v in op.operands), tuple(getattr(op, "regions", ()))),
         (SourceOp(op.name, op.loc),),
     )
 

@@ -21,8 +21,9 @@ from syntonic.ir.graph import Builder, Graph, Op, Value
 
 def op_key(op: Op) -> tuple[Any, ...]:
     """The structural identity of an op (its operands compared by identity)."""
+    regions = tuple(id(r) for r in getattr(op, "regions", ()))  # bodies compared by identity
     return (op.name, tuple(id(v) for v in op.operands), op.attrs,
-            tuple(r.type for r in op.results))
+            tuple(r.type for r in op.results), regions)
 
 
 def eliminate_common_subexpressions(g: Graph) -> Graph:

@@ -33,19 +33,35 @@ def _evaluate(op: Op, arrays: list[np.ndarray], shapes_from: list[Value]) -> np.
     return interpret(b.build([out]), *arrays)[0]
 
 
+def _source_value(r: Rewriter, v: Value) -> np.ndarray | None:
+    """v's value if it is a constant, or an iota of at most fold_limit elements."""
+    producer = r.producer(v)
+    if producer is None:
+        return None
+    if producer.name == "constant":
+        return producer.attr["value"].array
+    if producer.name == "iota" and v.type.size <= config.current().fold_limit:
+        return _evaluate(producer, [], [])
+    return None
+
+
 def _small_operands(r: Rewriter, op: Op) -> list[np.ndarray] | None:
-    """Constant operands as arrays of one common small shape (broadcast sources), or None."""
+    """Constant operands as arrays of one common small shape (broadcast sources), or None.
+
+    A small ``iota`` counts as a constant here, so index arithmetic (``cast(iota) / n``)
+    folds; a bare iota stays an index computed inside kernels.
+    """
     sources: list[np.ndarray] = []
     for v in op.operands:
         producer = r.producer(v)
         if producer is None:
             return None
-        if producer.name == "broadcast" and r.constant(producer.operands[0]) is not None:
-            sources.append(np.asarray(r.constant(producer.operands[0])))
-        elif producer.name == "constant":
-            sources.append(producer.attr["value"].array)
-        else:
+        value = _source_value(r, v)
+        if value is None and producer.name == "broadcast":
+            value = _source_value(r, producer.operands[0])
+        if value is None:
             return None
+        sources.append(np.asarray(value))
     shapes = {a.shape for a in sources if a.size != 1 or a.ndim}
     if len(shapes) > 1:
         return None

@@ -596,6 +596,9 @@ class _Planner:
                     root = self.reads_of[(op, i)].root
                     if self.owner_of(root) != gid:
                         materialize(root)
+            if grp.kind == "opaque":  # the reference rule writes every result
+                for r in grp.ops[0].results:
+                    materialize(r)
             if grp.copy_of is not None:
                 src = self.source_origins.get(grp.copy_of, self.origins[grp.copy_of])
                 materialize(src.root)

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def run_pipeline(g: Graph, passes: Sequence[tuple[str, PassFn]] = PIPELINE,
     stages = [Stage("traced", g)]
     for name, fn in passes:
         start = time.perf_counter()
-        out = fn(g)
+        out = in_regions(fn)(g)
         seconds = time.perf_counter() - start
         if check:
             try:
@@ -79,6 +80,23 @@ def run_pipeline(g: Graph, passes: Sequence[tuple[str, PassFn]] = PIPELINE,
         stages.append(Stage(name, out, seconds))
         g = out
     return stages
+
+
+def in_regions(fn: PassFn) -> PassFn:
+    """`fn` applied to a graph and, recursively, to the region graphs of its ops."""
+
+    def run(g: Graph) -> Graph:
+        out = fn(g)
+        if not any(getattr(op, "regions", ()) for op in out.ops):
+            return out
+        ops = tuple(
+            dataclasses.replace(op, regions=tuple(run(r) for r in op.regions))
+            if getattr(op, "regions", ()) else op
+            for op in out.ops
+        )
+        return dataclasses.replace(out, ops=ops)
+
+    return run
 
 
 def optimize(g: Graph) -> Graph:
