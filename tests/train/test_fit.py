@@ -62,3 +62,10 @@ def test_train_digits_example_reaches_97_percent(capsys):
     accuracy = module["main"](progress=False)
     assert accuracy >= 0.97
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_train_resonant_example_learns():
+    module = runpy.run_path(str(ROOT / "examples" / "train_resonant.py"))
+    losses = module["main"](epochs=30, verbose=False)
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.1 * losses[0]
