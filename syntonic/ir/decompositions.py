@@ -127,25 +127,47 @@ def _safe_div(e: _Emit, num: Value, den: Value) -> Value:
 
 
 # ------------------------------------------------------------- the formulas
+#
+# Energies, norms and the syntony ratios are *accumulated* in float64 (the reference's
+# precision): squares of any f16/f32 value fit in f64, so no row overflows or underflows
+# to a spurious zero row, and long rows keep their precision. Elementwise outputs are
+# computed in the working dtype from those row values.
+
+
+def _acc(e: _Emit, v: Value) -> Value:
+    """v in the accumulation dtype (f64)."""
+    return v if v.dtype is DType.f64 else e.op("cast", v, dtype=DType.f64)
+
+
+def _energy(e: _Emit, x: Value, ax: int, keepdims: bool = True) -> Value:
+    """sum x^2 along `ax`, accumulated in f64."""
+    xa = _acc(e, x)
+    return e.op("sum", e.op("mul", xa, xa), axes=(ax,), keepdims=keepdims)
+
+
+def _rows_as(e: _Emit, v: Value, dtype: DType) -> Value:
+    return v if v.dtype is dtype else e.op("cast", v, dtype=dtype)
 
 
 def syntony_rows(e: _Emit, x: Value, ax: int, keepdims: bool) -> Value:
-    """S = (sum |x| sqrt(w))^2 / (W sum x^2) along `ax`; 0 where sum x^2 = 0."""
+    """S = (sum |x| sqrt(w))^2 / (W sum x^2) along `ax` (f64); 0 where sum x^2 = 0."""
     n = x.shape[ax]
     w = R.golden_weights(n)
-    a = e.op("sum", e.op("mul", e.op("abs", x), e.along(np.sqrt(w), x, ax)),
+    xa = _acc(e, x)
+    a = e.op("sum", e.op("mul", e.op("abs", xa), e.along(np.sqrt(w), xa, ax)),
              axes=(ax,), keepdims=keepdims)
-    energy = e.op("sum", e.op("mul", x, x), axes=(ax,), keepdims=keepdims)
+    energy = _energy(e, x, ax, keepdims)
     num = e.op("mul", a, a)
-    den = e.op("mul", e.scalar(float(w.sum()), x.dtype, energy.shape), energy)
+    den = e.op("mul", e.scalar(float(w.sum()), DType.f64, energy.shape), energy)
     return _safe_div(e, num, den)
 
 
 def spectral_rows(e: _Emit, x: Value, ax: int) -> Value:
-    """S = sum w x^2 / sum x^2 along `ax`; 0 where sum x^2 = 0."""
+    """S = sum w x^2 / sum x^2 along `ax` (f64); 0 where sum x^2 = 0."""
     w = R.golden_weights(x.shape[ax])
-    num = e.row_sum(e.op("mul", e.op("mul", e.along(w, x, ax), x), x), ax, False)
-    den = e.row_sum(e.op("mul", x, x), ax, False)
+    xa = _acc(e, x)
+    num = e.row_sum(e.op("mul", e.op("mul", e.along(w, xa, ax), xa), xa), ax, False)
+    den = _energy(e, x, ax, False)
     return _safe_div(e, num, den)
 
 
@@ -153,16 +175,16 @@ def differentiate_rows(e: _Emit, x: Value, ax: int, alpha: float | Value) -> Val
     """u = x (1 + alpha i/N); y = u sqrt(E/U), y = x where U = 0 (alpha: float or keepdims row)."""
     ramp = e.ramp(x, ax)
     if isinstance(alpha, Value):
-        alpha_b = e.bcast(alpha, x.shape)
+        alpha_b = e.bcast(_rows_as(e, alpha, x.dtype), x.shape)
     else:
         alpha_b = e.scalar(alpha, x.dtype, x.shape)
     factor = e.op("add", e.scalar(1.0, x.dtype, x.shape), e.op("mul", alpha_b, ramp))
     u = e.op("mul", x, factor)
-    energy = e.row_sum(e.op("mul", x, x), ax)
-    u_energy = e.row_sum(e.op("mul", u, u), ax)
-    scale = e.op("sqrt", e.op("div", energy, u_energy))
+    energy = _energy(e, x, ax)
+    u_energy = _energy(e, u, ax)
+    scale = _rows_as(e, e.op("sqrt", e.op("div", energy, u_energy)), x.dtype)
     y = e.op("mul", u, e.up(scale, ax, x))
-    zero = e.op("eq", u_energy, e.scalar(0.0, x.dtype, u_energy.shape))
+    zero = e.op("eq", u_energy, e.scalar(0.0, DType.f64, u_energy.shape))
     return e.op("select", e.up(zero, ax, x), x, y)
 
 
@@ -176,12 +198,13 @@ def harmonize_rows(e: _Emit, x: Value, ax: int, g: float) -> Value:
     w = R.golden_weights(n)
     with np.errstate(all="ignore"):
         c = g * np.sqrt((1.0 - R.Q) * w / w.sum()) if n else np.zeros(0)
-    energy = e.row_sum(e.op("mul", x, x), ax)
-    t = e.op("mul", e.up(e.op("sqrt", energy), ax, x), e.along(c, x, ax))
+    energy = _energy(e, x, ax)
+    root = _rows_as(e, e.op("sqrt", energy), x.dtype)
+    t = e.op("mul", e.up(root, ax, x), e.along(c, x, ax))
     positive = e.op("ge", x, e.scalar(0.0, x.dtype, x.shape))
     st = e.op("select", positive, t, e.op("neg", t))
     y = e.op("add", e.op("mul", e.scalar(1.0 - g, x.dtype, x.shape), x), st)
-    zero = e.op("eq", energy, e.scalar(0.0, x.dtype, energy.shape))
+    zero = e.op("eq", energy, e.scalar(0.0, DType.f64, energy.shape))
     return e.op("select", e.up(zero, ax, x), x, y)
 
 
@@ -233,8 +256,8 @@ def _differentiate(e: _Emit, x: Value, ax: int, a: dict[str, Any]) -> Value:
 
 def _dhsr(e: _Emit, x: Value, ax: int, a: dict[str, Any]) -> Value:
     s0 = syntony_rows(e, x, ax, keepdims=True)
-    one = e.scalar(1.0, x.dtype, s0.shape)
-    alpha = e.op("mul", e.op("sub", one, s0), e.scalar(R.PHI_INV2, x.dtype, s0.shape))
+    one = e.scalar(1.0, s0.dtype, s0.shape)
+    alpha = e.op("mul", e.op("sub", one, s0), e.scalar(R.PHI_INV2, s0.dtype, s0.shape))
     d = differentiate_rows(e, x, ax, alpha)
     return harmonize_rows(e, mobius_rows(e, d, ax), ax, R.PHI_INV)
 
@@ -247,8 +270,9 @@ def _prime_gate(b: Builder, op: Op, operands: Sequence[Value]) -> tuple[Value, .
     e = _Emit(b, op.loc)
     x = _working(e, x0)
     ax = len(x.shape) - 1
-    norm = e.op("sqrt", e.row_sum(e.op("mul", x, x), ax))
-    den = e.op("maximum", norm, e.scalar(R.PRIME_GATE_EPS, x.dtype, norm.shape))
+    norm = e.op("sqrt", _energy(e, x, ax))
+    den = e.op("maximum", norm, e.scalar(R.PRIME_GATE_EPS, DType.f64, norm.shape))
+    den = _rows_as(e, den, x.dtype)
     y = e.op("mul", e.op("div", x, e.up(den, ax, x)),
              e.scalar(R.prime_gate_scale(d), x.dtype, x.shape))
     return (_result(e, y, x0.dtype),)
