@@ -268,9 +268,8 @@ def test_passes_state_their_guarantee():
 
 
 def test_every_canonicalization_rule_has_its_algebra_in_a_comment():
-    import inspect
-
     import importlib
+    import inspect
 
     module = importlib.import_module("syntonic.passes.canonicalize")
 
