@@ -49,14 +49,58 @@ DEVICES = ("auto", "cpu", "cuda", "interpreter")
 
 
 class Compiled:
-    """One traced signature: the graph, the output structure and the runner."""
+    """One traced signature: the graph, the output structure and the runner.
 
-    def __init__(self, graph: Graph, out_tree: pytree.TreeDef, param_types: list[TensorType]):
+    On ``device="auto"``/``"cpu"`` the first call compiles the graph to native code
+    (passes, fusion, LLVM; through the compile cache, see :mod:`syntonic.runtime.native`);
+    ``"interpreter"`` runs the reference interpreter. With ``"auto"`` a backend failure
+    (or llvmlite missing) warns once and falls back to the interpreter.
+    """
+
+    def __init__(self, graph: Graph, out_tree: pytree.TreeDef, param_types: list[TensorType],
+                 device: str = "auto"):
         self.graph = graph
         self.out_tree = out_tree
         self.param_types = param_types
+        self.device = device
+        self._native: Any = None
+        self._single = out_tree.kind == "leaf"
+
+    def native(self) -> Any:
+        """The compiled CPU program (a :class:`~syntonic.runtime.native.NativeProgram`)."""
+        if self._native is None:
+            from syntonic.runtime.native import compile_graph
+
+            self._native = compile_graph(self.graph)
+        return self._native
 
     def run(self, leaves: list[Any]) -> Any:
+        native = self._native
+        if native is None:
+            native = self._compile_or_fallback()
+            if native is None:
+                return self._interpret(leaves)
+        outs = native(*leaves)
+        if self._single:
+            return outs[0]
+        return pytree.unflatten(self.out_tree, list(outs))
+
+    def _compile_or_fallback(self) -> Any:
+        if self.device == "interpreter" or self._native is False:
+            return None
+        try:
+            return self.native()
+        except (ImportError, SyntonicError) as exc:
+            if self.device == "cpu":
+                raise
+            import warnings
+
+            warnings.warn(f"sn.jit: the CPU backend failed for @{self.graph.name} ({exc}); "
+                          "running the reference interpreter instead", stacklevel=4)
+            self._native = False
+            return None
+
+    def _interpret(self, leaves: list[Any]) -> Any:
         args = [np.asarray(a, t.dtype.np) if not isinstance(a, np.ndarray) else a
                 for a, t in zip(leaves, self.param_types)]
         outs = interpret(self.graph, *args)
@@ -177,7 +221,8 @@ class JitFunction:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise _call_error(TraceError, f"calling `{self.__name__}`: {exc}") from None
-        bound.apply_defaults()
+        # Defaults are not arguments: the function applies them itself, so they trace as
+        # constants (e.g. an int controlling a loop stays a Python int).
         key: list[Any] = []
         leaves: list[Any] = []
         for name, value in bound.arguments.items():
@@ -260,7 +305,7 @@ class JitFunction:
             out_leaves, out_tree = pytree.flatten(result)
             values = [_output_value(v, self.__name__) for v in out_leaves]
         graph = verify(trace.builder.build(values))
-        return Compiled(graph, out_tree, param_types)
+        return Compiled(graph, out_tree, param_types, self.device)
 
 
 def _call_error(cls: type[SyntonicError], problem: str, fix: str | None = None

@@ -175,13 +175,34 @@ class NativeProgram:
 
 def program_key(graph_text: str, extra: str = "") -> str:
     """The compile-cache key of a traced graph (see :mod:`syntonic.runtime.cache`)."""
+    import dataclasses
+
     from syntonic.lower.cpu.codegen import CODEGEN_VERSION
     from syntonic.lower.cpu.engine import get_engine
 
     cfg = config.current()
-    relevant = (cfg.fold_limit, cfg.max_kernel_ops, cfg.max_kernel_buffers)
+    runtime_only = {"dump_dir", "explain", "verify", "cache", "cache_dir", "cpu_threads",
+                    "parallel_min_points"}
+    relevant = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+                     if f.name not in runtime_only)
     return cache.make_key(graph_text, repr(relevant), extra, get_engine().target_key,
                           cache.source_fingerprint(), CODEGEN_VERSION)
+
+
+def compile_graph(graph: Any) -> NativeProgram:
+    """Compile a traced (verified) Graph for the CPU: passes, fusion, codegen, LLVM.
+
+    Keyed on the traced IR, so a cache hit runs none of those stages (the kernel program
+    is rebuilt only if an opaque kernel needs it).
+    """
+    from syntonic.lower.schedule import lower_to_kernels
+    from syntonic.passes.fusion import fuse
+    from syntonic.passes.pipeline import run_pipeline
+
+    def build() -> Program:
+        return lower_to_kernels(fuse(run_pipeline(graph)[-1].graph))
+
+    return compile_program(None, program_key(graph.text()), build)
 
 
 def compile_program(program: Program | None, key: str,

@@ -221,8 +221,9 @@ class _ModuleEmitter:
             self.symbols.append(run.name)
             plan["run"] = run.name
             n_args = sum(1 for s in self.slot_info if s["kind"] in ("param", "output"))
+            n_out = sum(1 for s in self.slot_info if s["kind"] == "output")
             temps = [_nbytes(s) for s in self.slot_info if s["kind"] == "temp"]
-            if n_args and sum(temps) <= abi.STACK_TEMP_LIMIT:
+            if n_out and sum(temps) <= abi.STACK_TEMP_LIMIT:
                 fast = abi.emit_fastcall(self.mod, f"{self.prefix}_fast", run, n_args,
                                          [-(-t // 64) * 64 for t in temps])
                 self.symbols.append(fast.name)
