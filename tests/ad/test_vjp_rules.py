@@ -54,6 +54,9 @@ CASES: dict[str, tuple[list[tuple[int, ...]], dict, str]] = {
 # Ops that have no gradient by definition, and ops differentiated through decomposition.
 NOT_DIFFERENTIABLE = set(ZERO_GRADIENT)
 RESONANT = {n for n, d in all_ops().items() if d.has(Trait.RESONANT)}
+# Control flow: cond has a rule (tested in tests/frontend/test_control.py); while is
+# deliberately not differentiable (its trip count is dynamic).
+CONTROL = {n for n, d in all_ops().items() if d.has(Trait.CONTROL)}
 
 
 def sample(kind: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -109,13 +112,15 @@ def central_difference(g, inputs, eps=1e-6):
 
 
 def differentiable_primitives():
-    return sorted(n for n in all_ops() if n not in NOT_DIFFERENTIABLE and n not in RESONANT)
+    return sorted(n for n in all_ops()
+                  if n not in NOT_DIFFERENTIABLE and n not in RESONANT and n not in CONTROL)
 
 
 def test_every_differentiable_primitive_has_a_rule_and_a_case():
     missing_rule = [n for n in differentiable_primitives() if n not in VJP_RULES]
     missing_case = [n for n in differentiable_primitives() if n not in CASES]
     assert not missing_rule and not missing_case, (missing_rule, missing_case)
+    assert "cond" in VJP_RULES and "while" not in VJP_RULES
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
