@@ -603,6 +603,11 @@ REDUCTIONS: dict[str, Any] = {
 
 def _reduce_ref(fn):
     def run(x: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        if fn is np.mean and any(x.shape[a] == 0 for a in axes):
+            # the mean of nothing is NaN (0/0), without numpy's "empty slice" warning
+            shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)
+                          if keepdims or i not in axes)
+            return np.full(shape, np.nan, dtype=x.dtype)
         with np.errstate(all="ignore"):
             return np.asarray(fn(x, axis=tuple(axes), keepdims=keepdims)).astype(x.dtype)
 
