@@ -15,6 +15,7 @@ Environment variables:
 ``SYNTONIC_FOLD_LIMIT``   largest constant (elements) constant folding may create (65536)
 ``SYNTONIC_MAX_KERNEL_OPS``      most graph ops fused into one kernel (512)
 ``SYNTONIC_MAX_KERNEL_BUFFERS``  most distinct buffers one kernel may read/write (32)
+``SYNTONIC_MAX_KERNEL_PHASES``   most phases (passes over a row) in one kernel (4)
 ``SYNTONIC_CACHE=off|ro|rw``     the on-disk compile cache mode (rw)
 ``SYNTONIC_CACHE_DIR``    the compile cache directory (``$XDG_CACHE_HOME/syntonic``)
 ``SYNTONIC_CPU_THREADS``  threads for large CPU kernels (0: one per core)
@@ -49,6 +50,7 @@ class Config:
     fold_limit: int = 1 << 16
     max_kernel_ops: int = 512
     max_kernel_buffers: int = 32
+    max_kernel_phases: int = 4
     cache: str = "rw"
     cache_dir: str | None = None
     cpu_threads: int = 0
@@ -65,6 +67,7 @@ class Config:
             fold_limit=_int(env, "SYNTONIC_FOLD_LIMIT", base.fold_limit),
             max_kernel_ops=_int(env, "SYNTONIC_MAX_KERNEL_OPS", base.max_kernel_ops),
             max_kernel_buffers=_int(env, "SYNTONIC_MAX_KERNEL_BUFFERS", base.max_kernel_buffers),
+            max_kernel_phases=_int(env, "SYNTONIC_MAX_KERNEL_PHASES", base.max_kernel_phases),
             cache=(env.get("SYNTONIC_CACHE") or base.cache).strip().lower(),
             cache_dir=env.get("SYNTONIC_CACHE_DIR") or None,
             cpu_threads=_int(env, "SYNTONIC_CPU_THREADS", base.cpu_threads),

@@ -36,6 +36,7 @@ from syntonic.ir.types import DType
 Rule = Callable[[Builder, Op, Sequence[Value]], tuple[Value, ...]]
 
 _PAD_MIN = 64  # vectors at least this long store only their non-zero head (see _Emit.along)
+_WIDE_ATTR = 1e8  # larger (or non-finite) alpha/strength: compute in f64 (see _axis_rule)
 
 
 class _Emit:
@@ -86,15 +87,16 @@ class _Emit:
             value = self.const(np.reshape(cast, shape), dtype)
         return self.bcast(value, like.shape)
 
-    def ramp(self, like: Value, ax: int) -> Value:
-        """i / N along axis `ax` (computed from an iota, as the spec's arange(N)/N)."""
+    def ramp(self, like: Value, ax: int, dtype: DType | None = None) -> Value:
+        """i / N along axis `ax` in `dtype` (from an iota, as the spec's arange(N)/N)."""
         n = like.shape[ax]
+        dtype = dtype or like.dtype
         shape = tuple(n if a == ax else 1 for a in range(len(like.shape)))
         index = self.op("iota", shape=shape, dim=ax, dtype=DType.i64 if n > 2**24 else DType.i32)
         # Broadcast first: folding computes small ramps at [1..N..1] and broadcasts them;
         # a large one stays index arithmetic at the consumer's shape (no extra kernel).
-        full = self.op("cast", self.bcast(index, like.shape), dtype=like.dtype)
-        return self.op("div", full, self.scalar(float(n), like.dtype, like.shape))
+        full = self.op("cast", self.bcast(index, like.shape), dtype=dtype)
+        return self.op("div", full, self.scalar(float(n), dtype, like.shape))
 
     def row_sum(self, v: Value, ax: int, keepdims: bool = True) -> Value:
         return self.op("sum", v, axes=(ax,), keepdims=keepdims)
@@ -173,12 +175,13 @@ def spectral_rows(e: _Emit, x: Value, ax: int) -> Value:
 
 def differentiate_rows(e: _Emit, x: Value, ax: int, alpha: float | Value) -> Value:
     """u = x (1 + alpha i/N); y = u sqrt(E/U), y = x where U = 0 (alpha: float or keepdims row)."""
-    ramp = e.ramp(x, ax)
     if isinstance(alpha, Value):
         alpha_b = e.bcast(_rows_as(e, alpha, x.dtype), x.shape)
-    else:
-        alpha_b = e.scalar(alpha, x.dtype, x.shape)
-    factor = e.op("add", e.scalar(1.0, x.dtype, x.shape), e.op("mul", alpha_b, ramp))
+        factor = e.op("add", e.scalar(1.0, x.dtype, x.shape), e.op("mul", alpha_b, e.ramp(x, ax)))
+    else:  # a Python float: the factor in f64 (alpha may not fit the dtype), rounded once
+        f64 = DType.f64
+        scaled = e.op("mul", e.scalar(alpha, f64, x.shape), e.ramp(x, ax, f64))
+        factor = _rows_as(e, e.op("add", e.scalar(1.0, f64, x.shape), scaled), x.dtype)
     u = e.op("mul", x, factor)
     energy = _energy(e, x, ax)
     u_energy = _energy(e, u, ax)
@@ -217,15 +220,29 @@ def mobius_rows(e: _Emit, x: Value, ax: int) -> Value:
 # ------------------------------------------------------------- rules per op
 
 
+def _wide_attribute(attrs: dict[str, Any]) -> bool:
+    """True when a float attribute is non-finite or too large for f32 arithmetic."""
+    values = [attrs.get(k) for k in ("alpha", "strength")]
+    return any(v is not None and not abs(v) <= _WIDE_ATTR for v in values)
+
+
 def _axis_rule(body: Callable[[_Emit, Value, int, dict[str, Any]], Value],
                shape_preserving: bool) -> Rule:
-    """Wrap a formula on (x, axis) with the f16 and ``axis=None`` conventions."""
+    """Wrap a formula on (x, axis) with the dtype and ``axis=None`` conventions.
+
+    The working dtype is x's (f32 for f16), or f64 when an attribute (alpha, strength)
+    is non-finite or larger than 1e8: known at compile time, and then f32 arithmetic
+    could overflow where the float64 reference does not.
+    """
 
     def rule(b: Builder, op: Op, operands: Sequence[Value]) -> tuple[Value, ...]:
         e = _Emit(b, op.loc)
         attrs = op.attr
         x0 = operands[0]
-        x, ax = _flat(e, _working(e, x0), attrs.get("axis", -1))
+        work = _working(e, x0)
+        if _wide_attribute(attrs) and work.dtype is not DType.f64:
+            work = e.op("cast", work, dtype=DType.f64)
+        x, ax = _flat(e, work, attrs.get("axis", -1))
         extra = {"operands": operands[1:], **attrs}
         y = body(e, x, ax, extra)
         if shape_preserving:
@@ -237,7 +254,7 @@ def _axis_rule(body: Callable[[_Emit, Value, int, dict[str, Any]], Value],
 
 def _alpha_row(e: _Emit, alpha: Value, x: Value, ax: int) -> Value:
     """A per-row alpha (x's shape without the axis) as a keepdims row of x's dtype."""
-    a = _working(e, alpha)
+    a = _rows_as(e, alpha, x.dtype)
     keep = tuple(1 if k == ax else d for k, d in enumerate(x.shape))
     return e.reshape(a, keep)
 

@@ -33,9 +33,8 @@ why, from :data:`REASONS`.
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -45,38 +44,7 @@ from syntonic.ir.graph import Graph, Op, Value
 from syntonic.ir.registry import Trait, get_op
 from syntonic.lower.kernel import REDUCTION_COMBINE, Level
 from syntonic.lower.view import VIEW_RULES, View
-
-
-class Reason(enum.StrEnum):
-    """Why a value is materialized between two kernels (see :data:`REASONS`)."""
-
-    REDUCTION = "reduction boundary"
-    SHAPE = "shape mismatch"
-    LAYOUT = "layout change of a computed value"
-    MATMUL = "non-fusable op (matmul)"
-    OPAQUE = "non-fusable op"
-    VIEW = "non-affine view"
-    CYCLE = "cycle"
-    SIZE = "size limit"
-    OUTPUT = "graph output needed"
-
-
-REASONS: dict[Reason, str] = {
-    Reason.REDUCTION: "the consumer reduces, or reads a reduced value, over a different "
-    "iteration space or different axes than the producer's kernel",
-    Reason.SHAPE: "producer and consumer iterate over different shapes",
-    Reason.LAYOUT: "a transpose/reshape/broadcast/slice/pad of a value computed in the "
-    "kernel would need re-indexing (computed values are not recomputed through views)",
-    Reason.MATMUL: "matmul reads its operands from memory (no prologue fusion); only "
-    "elementwise epilogues over its output join its kernel",
-    Reason.OPAQUE: "the op has no kernel lowering and runs on whole buffers through its "
-    "reference rule",
-    Reason.VIEW: "a reshape of a strided view is not a view; the value is materialized by "
-    "a copy kernel first",
-    Reason.CYCLE: "fusing would make two kernels depend on each other",
-    Reason.SIZE: "the kernel would exceed config.max_kernel_ops or config.max_kernel_buffers",
-    Reason.OUTPUT: "the function returns the value, so it is written to memory",
-}
+from syntonic.passes.reasons import REASONS, Boundary, Reason
 
 
 def classify(op: Op) -> str:
@@ -105,22 +73,6 @@ class Origin:
 
     root: Value
     view: View
-
-
-@dataclass(frozen=True, slots=True)
-class Boundary:
-    """`value`, computed by group `producer`, is read by `op` in group `consumer`."""
-
-    producer: int
-    consumer: int
-    value: Value
-    op: Op | None
-    reason: Reason
-    detail: str = ""
-
-    def __str__(self) -> str:
-        text = f"k{self.producer} -> k{self.consumer}: {self.reason.value}"
-        return text + (f" ({self.detail})" if self.detail else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +125,8 @@ class _G:
     axes: tuple[int, ...] | None
     ops: list[Op] = field(default_factory=list)
     level: dict[Value, Level] = field(default_factory=dict)
+    # first phase whose inner loop can use the value (reductions raise it by one)
+    avail: dict[Value, int] = field(default_factory=dict)
     reads: set[Value] = field(default_factory=set)
     copy_of: Value | None = None
 
@@ -189,6 +143,7 @@ class _Fit:
     space: tuple[int, ...]
     axes: tuple[int, ...] | None
     level: Level
+    avail: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +189,7 @@ class _Planner:
         self.records: list[tuple[Value, Op | None, int, Reason, str]] = []
         self.output_reasons: dict[Value, Reason] = {}
         self.reads_of: dict[tuple[Op, int], Origin] = {}
+        self.position = {op: i for i, op in enumerate(g.ops)}
         self.source_origins: dict[Value, Origin] = {}
         self._next = 0
 
@@ -284,6 +240,7 @@ class _Planner:
         a, b = self.groups[keep], self.groups.pop(other)
         a.ops.extend(b.ops)
         a.level.update(b.level)
+        a.avail.update(b.avail)
         a.reads |= b.reads
         self.parent[other] = keep
         for p in list(self.dep.predecessors(other)):
@@ -366,14 +323,23 @@ class _Planner:
                 found = self.edge_reason(a, b)
                 return _No(found.reason, found.detail) if found else _No(Reason.CYCLE)
         levels: list[Level] = []
+        avail = 0
         for u in uses:
             if u.owner in members:
-                lvl = self.use_level(u, self.groups[u.owner].level[u.origin.root], space, axes)
+                grp = self.groups[u.owner]
+                lvl = self.use_level(u, grp.level[u.origin.root], space, axes)
                 if isinstance(lvl, _No):
                     return lvl
                 levels.append(lvl)
+                avail = max(avail, grp.avail.get(u.origin.root, 0))
+        # A value used in an inner loop (an element value, a reduction's operand) needs
+        # phase `avail`; row values may also be finished after the last phase.
+        too_late = _No(Reason.SIZE, f"more than max_kernel_phases="
+                       f"{self.cfg.max_kernel_phases} phases")
         kind = self.kind[c]
         if kind == "reduction":
+            if avail >= self.cfg.max_kernel_phases:
+                return too_late
             if "matmul" in kinds:
                 return _No(Reason.MATMUL, "a matmul result is reduced by another kernel")
             if levels != [Level.ELEM]:
@@ -382,15 +348,18 @@ class _Planner:
             if axes is not None and axes != red_axes:
                 return _No(Reason.REDUCTION, f"reduces axes {list(red_axes)}, the kernel "
                            f"reduces {list(axes)}")
-            return self.check_limits(c, uses, members, _Fit(space, red_axes, Level.ROW))
+            return self.check_limits(c, uses, members,
+                                     _Fit(space, red_axes, Level.ROW, avail + 1))
         level = Level.ELEM if Level.ELEM in levels else Level.ROW
+        if avail >= self.cfg.max_kernel_phases + (level is Level.ROW):
+            return too_late
         if level is Level.ROW:
             assert axes is not None
             _, keep = _rows(space, axes)
             for u in uses:
                 if u.owner not in members and u.origin.view.reshape(keep) is None:
                     return _No(Reason.LAYOUT, "an input cannot be read per row")
-        return self.check_limits(c, uses, members, _Fit(space, axes, level))
+        return self.check_limits(c, uses, members, _Fit(space, axes, level, avail))
 
     def check_limits(self, c: Op, uses: list[_Use], members: list[int], fit: _Fit) -> _Fit | _No:
         n_ops = sum(len(self.groups[m].ops) for m in members) + 1
@@ -455,7 +424,7 @@ class _Planner:
                 failures.setdefault(m, result)
         if chosen is None:
             if kind == "reduction":
-                fit = _Fit(c.operands[0].shape, tuple(c.attr["axes"]), Level.ROW)
+                fit = _Fit(c.operands[0].shape, tuple(c.attr["axes"]), Level.ROW, 1)
             else:
                 fit = _Fit(c.results[0].shape, None, Level.ELEM)
             chosen = ([], fit)
@@ -484,6 +453,7 @@ class _Planner:
         grp.kind = "matmul" if matmul else ("reduce" if fit.axes is not None else "elementwise")
         grp.ops.append(c)
         grp.level[c.results[0]] = fit.level
+        grp.avail[c.results[0]] = fit.avail
         self.owner[c.results[0]] = grp.id
         for u in uses:
             if u.owner in members:
@@ -605,14 +575,14 @@ class _Planner:
                 materialize(grp.copy_of)
         for origin in self.output_origins:
             materialize(origin.root)
-        first = {gid: min(self.g.ops.index(op) for op in grp.ops) if grp.ops else -1
+        first = {gid: min(self.position[op] for op in grp.ops) if grp.ops else -1
                  for gid, grp in self.groups.items()}
         order = list(nx.lexicographical_topological_sort(self.dep, key=lambda n: (first[n], n)))
         renumber = {gid: k for k, gid in enumerate(order)}
         groups = []
         for gid in order:
             grp = self.groups[gid]
-            ops = tuple(sorted(grp.ops, key=self.g.ops.index))
+            ops = tuple(sorted(grp.ops, key=self.position.__getitem__))
             groups.append(Group(renumber[gid], grp.kind, grp.space,
                                 grp.axes if grp.axes is not None else (), ops,
                                 dict(grp.level), tuple(outputs[gid]), grp.copy_of))
@@ -640,10 +610,6 @@ def fuse(g: Graph) -> FusionPlan:
     :class:`Boundary` with a reason; reductions and matmuls are never duplicated.
     """
     return _Planner(g).plan()
-
-
-def boundary_reasons(plan: FusionPlan) -> Sequence[Reason]:
-    return [b.reason for b in plan.boundaries]
 
 
 __all__ = ["REASONS", "Boundary", "FusionPlan", "Group", "Origin", "Reason", "classify", "fuse",

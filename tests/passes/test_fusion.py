@@ -157,6 +157,24 @@ def test_size_limit_boundary():
     assert {b.reason for b in low.plan.boundaries} == {Reason.SIZE}
 
 
+def test_chained_dhsr_cycles_cut_at_the_phase_limit():
+    @sn.jit(static_argnames=("n",))
+    def evolve(x, n):
+        for _ in range(n):
+            x = sn.dhsr_cycle(x)
+        return x
+
+    low = evolve.lower(sn.spec("f32[4,248]"), n=5)
+    assert len(low.kernels) <= 5 and {len(k.phases) for k in low.kernels} == {4}
+    assert {b.reason for b in low.plan.boundaries} == {Reason.SIZE}
+    with sn.config.override(max_kernel_phases=8):
+        assert max(len(k.phases) for k in evolve.lower(sn.spec("f32[4,248]"), n=5).kernels) <= 8
+    x = np.random.default_rng(3).normal(size=(3, 248)).astype(np.float32)
+    small = evolve.lower(sn.spec("f32[3,248]"), n=3)
+    np.testing.assert_allclose(run_program(small.program, x)[0],
+                               interpret(small.graphs["traced"], x)[0], rtol=1e-4, atol=1e-5)
+
+
 def test_elementwise_values_are_not_recomputed_across_kernels():
     @sn.jit
     def f(x):
