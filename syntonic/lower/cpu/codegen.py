@@ -121,6 +121,31 @@ def lower_program(prog: Program, name: str | None = None) -> Lowered:
     return Lowered(str(mod), plan, tuple(emitter.symbols))
 
 
+def lower_programs(progs: list[Program], names: list[str]) -> tuple[str, list[Lowered]]:
+    """Several programs in ONE module (one LLVM compile; used by tests on many graphs).
+
+    Returns the module text and, per program, its plan and symbols (``llvm_ir`` empty).
+    """
+    mod = ir.Module(name="syntonic.batch")
+    out = []
+    for prog, name in zip(progs, names):
+        emitter = _ModuleEmitter(prog, mod, _symbol(name))
+        emitter.math = _shared_math(mod)
+        plan = emitter.emit()
+        out.append(Lowered("", plan, tuple(emitter.symbols)))
+    return str(mod), out
+
+
+_math_of: dict[int, MathLib] = {}
+
+
+def _shared_math(mod: ir.Module) -> MathLib:
+    lib = _math_of.get(id(mod))
+    if lib is None or lib.module is not mod:
+        lib = _math_of[id(mod)] = MathLib(mod)
+    return lib
+
+
 def _symbol(name: str) -> str:
     return "sn_" + "".join(c if c.isalnum() else "_" for c in name)
 
@@ -575,4 +600,4 @@ def _dtype_of(node: Any) -> DType:
     return node.dtype
 
 
-__all__ = ["CODEGEN_VERSION", "Lowered", "lower_program", "plan_loops"]
+__all__ = ["CODEGEN_VERSION", "Lowered", "lower_program", "lower_programs", "plan_loops"]
