@@ -46,8 +46,8 @@ from syntonic.lower.kernel import (
     Store,
     acc_dependencies,
 )
-from syntonic.lower.view import View, contiguous_strides
-from syntonic.passes.fusion import FusionPlan, Group, Origin, row_embedding
+from syntonic.lower.view import View, contiguous_strides, row_embedding, row_shapes
+from syntonic.passes.fusion import FusionPlan, Group, Origin
 
 
 @dataclass
@@ -104,7 +104,7 @@ class _KernelBuilder:
             return self.value_node[root]
         view = origin.view
         if level is Level.ROW and self.axes:
-            _, keep = _rows(self.space, self.axes)
+            _, keep = row_shapes(self.space, self.axes)
             reshaped = view.reshape(keep)
             assert reshaped is not None, "fusion admitted a row read that is not a view"
             view = reshaped.broadcast(self.space)
@@ -200,12 +200,6 @@ class _KernelBuilder:
                 break
             cur = op.operands[0]
         return tuple(reversed(chain)) or (SourceOp("copy"),)
-
-
-def _rows(space: tuple[int, ...], axes: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    outer = tuple(d for a, d in enumerate(space) if a not in axes)
-    keep = tuple(1 if a in axes else d for a, d in enumerate(space))
-    return outer, keep
 
 
 def _kernel_name(index: int, grp: Group) -> str:

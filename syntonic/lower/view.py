@@ -323,6 +323,28 @@ def _slice_masked(d: Dim, b: int, s: int, m: int) -> tuple[Dim, int]:
     return Dim(m, d.stride * dc, j0, hi, period), c0 * d.stride
 
 
+def row_shapes(space: tuple[int, ...], axes: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """(outer shape, keepdims row shape) of a space reduced over `axes`."""
+    outer = tuple(d for a, d in enumerate(space) if a not in axes)
+    keep = tuple(1 if a in axes else d for a, d in enumerate(space))
+    return outer, keep
+
+
+def row_embedding(space: tuple[int, ...], axes: tuple[int, ...]) -> View:
+    """The view of a row value (flat order = outer index) over the whole space."""
+    outer, keep = row_shapes(space, axes)
+    view = View.contiguous(outer).reshape(keep)
+    assert view is not None
+    return view.broadcast(space)
+
+
+def same_map(a: View, b: View) -> bool:
+    """True when two views read the same element at every index (unmasked)."""
+    if a.shape != b.shape or a.masked or b.masked or a.offset != b.offset:
+        return False
+    return all(x.stride == y.stride or x.size == 1 for x, y in zip(a.dims, b.dims))
+
+
 ViewRule = Callable[[View, Mapping[str, Any]], "View | None"]
 
 # One rule per layout op that is a view (op name -> rule). Layout ops missing here are
@@ -336,4 +358,5 @@ VIEW_RULES: dict[str, ViewRule] = {
 }
 
 
-__all__ = ["VIEW_RULES", "Dim", "View", "contiguous_strides"]
+__all__ = ["VIEW_RULES", "Dim", "View", "contiguous_strides", "row_embedding", "row_shapes",
+           "same_map"]

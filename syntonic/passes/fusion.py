@@ -25,10 +25,17 @@ ops are visited in program order and join a producer's group when that is legal:
 kernel that reads them. Inside a kernel, each phase re-reads its inputs and recomputes
 the elementwise values it needs (no materialized temporaries between phases).
 Elementwise values computed in one kernel are never recomputed by another, and
-reductions and matmuls are computed exactly once.
+reductions and matmuls are computed exactly once. A kernel has at most
+``config.max_kernel_phases`` phases, which bounds that recompute.
 
 **Boundaries.** Whenever a value crosses from one group to another, the plan records
-why, from :data:`REASONS`.
+why, from :data:`~syntonic.passes.reasons.REASONS`.
+
+Example::
+
+    >>> plan = fuse(optimize(row_normalise.trace(sn.spec("f32[4096,4096]"))))
+    >>> [(g.kind, g.space, g.reduce_axes) for g in plan.groups]
+    [('reduce', (4096, 4096), (1,))]
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from syntonic import config
 from syntonic.ir.graph import Graph, Op, Value
 from syntonic.ir.registry import Trait, get_op
 from syntonic.lower.kernel import REDUCTION_COMBINE, Level
-from syntonic.lower.view import VIEW_RULES, View
+from syntonic.lower.view import VIEW_RULES, View, row_embedding, row_shapes, same_map
 from syntonic.passes.reasons import REASONS, Boundary, Reason
 
 
@@ -150,28 +157,6 @@ class _Fit:
 class _No:
     reason: Reason
     detail: str = ""
-
-
-def _rows(space: tuple[int, ...], axes: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    """(outer shape, keepdims row shape) of a space reduced over `axes`."""
-    outer = tuple(d for a, d in enumerate(space) if a not in axes)
-    keep = tuple(1 if a in axes else d for a, d in enumerate(space))
-    return outer, keep
-
-
-def row_embedding(space: tuple[int, ...], axes: tuple[int, ...]) -> View:
-    """The view of a row value (flat order = outer index) over the whole space."""
-    outer, keep = _rows(space, axes)
-    view = View.contiguous(outer).reshape(keep)
-    assert view is not None
-    return view.broadcast(space)
-
-
-def same_map(a: View, b: View) -> bool:
-    """True when two views read the same element at every index (unmasked)."""
-    if a.shape != b.shape or a.masked or b.masked or a.offset != b.offset:
-        return False
-    return all(x.stride == y.stride or x.size == 1 for x, y in zip(a.dims, b.dims))
 
 
 class _Planner:
@@ -284,7 +269,7 @@ class _Planner:
             return _No(Reason.LAYOUT, f"{'/'.join(names) or 'view'} of a value computed in "
                        "the kernel")
         assert axes is not None
-        outer, _ = _rows(space, axes)
+        outer, _ = row_shapes(space, axes)
         if view.is_contiguous and v.type.size == math.prod(outer):
             return Level.ROW
         if v.shape == space and same_map(view, row_embedding(space, axes)):
@@ -355,7 +340,7 @@ class _Planner:
             return too_late
         if level is Level.ROW:
             assert axes is not None
-            _, keep = _rows(space, axes)
+            _, keep = row_shapes(space, axes)
             for u in uses:
                 if u.owner not in members and u.origin.view.reshape(keep) is None:
                     return _No(Reason.LAYOUT, "an input cannot be read per row")
@@ -612,5 +597,4 @@ def fuse(g: Graph) -> FusionPlan:
     return _Planner(g).plan()
 
 
-__all__ = ["REASONS", "Boundary", "FusionPlan", "Group", "Origin", "Reason", "classify", "fuse",
-           "row_embedding", "same_map"]
+__all__ = ["REASONS", "Boundary", "FusionPlan", "Group", "Origin", "Reason", "classify", "fuse"]

@@ -29,8 +29,7 @@ from syntonic.lower.kernel import (
     check_kernel,
 )
 from syntonic.lower.kernel_interp import run_program
-from syntonic.lower.view import View
-from syntonic.passes.fusion import row_embedding
+from syntonic.lower.view import View, row_embedding
 
 F32 = sn.f32
 S = (4, 8)
