@@ -324,6 +324,13 @@ def write_report(path: Path, res: dict[str, dict[str, float]], w6_times: tuple[f
         f"W1 reaches {gb['w1'] / res['w1']['syntonic'] / triad_bw * 100:.0f} % of it, "
         f"W3 {gb['w3'] / res['w3']['syntonic'] / triad_bw * 100:.0f} %.",
         "",
+        f"Load average while measuring: {os.getloadavg()[0]:.2f} (other work on a 2-core",
+        "machine makes every column slower and noisier; compare ratios, rerun to confirm).",
+        "Notes: OMP_WAIT_POLICY=PASSIVE is set for numba (its default busy-waiting is erratic",
+        "on a 2-core VM). syntonic's f32 transcendentals compute in f64 (correctly rounded",
+        "results), which makes W1 compute-bound; jax uses cheaper f32 approximations.",
+        "W5 runs the GEMM through numpy's BLAS with the epilogue fused natively.",
+        "",
     ]
     path.write_text("\n".join(lines))
 
