@@ -282,4 +282,6 @@ STRUCTURAL: dict[str, str] = {
     "prod": "Reduction", "broadcast": "View", "reshape": "View", "transpose": "View",
     "slice": "View", "pad": "View (masked)", "iota": "Iota node", "constant": "Const node / "
     "constant buffer", "matmul": "Contraction (numpy BLAS GEMM + native epilogue)",
+    "while": "Opaque kernel (its regions run through the reference interpreter)",
+    "cond": "Opaque kernel (its regions run through the reference interpreter)",
 }
