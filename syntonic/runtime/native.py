@@ -223,7 +223,8 @@ def compile_program(program: Program | None, key: str,
             assert build is not None
             program = build()
         lowered = lower_program(program, f"{program.name}_{key[:12]}")
-        art = get_engine().compile(lowered.llvm_ir, program.name, lowered.symbols)
+        art = get_engine().compile(lowered.llvm_ir, program.name, lowered.symbols,
+                                   vectorize=not _bit_mixing(program))
         llvm_text = annotate_llvm(art.optimized_ir, program, lowered.plan)
         if annotate:
             llvm_text = annotate(llvm_text)
@@ -239,6 +240,17 @@ def compile_program(program: Program | None, key: str,
     meta = dict(entry.meta)
     meta["plan"] = _copy_plan(meta["plan"])
     return NativeProgram(meta, addrs, program, build)
+
+
+_BIT_OPS = frozenset({"shl", "shr", "bitand", "bitor", "bitxor"})
+
+
+def _bit_mixing(program: Program) -> bool:
+    """True for programs with integer bit operations (see Engine.optimize)."""
+    from syntonic.lower.kernel import Apply
+
+    return any(isinstance(n, Apply) and n.op in _BIT_OPS
+               for k in program.kernels for n in k.nodes)
 
 
 def annotate_llvm(text: str, program: Program, plan: dict[str, Any]) -> str:

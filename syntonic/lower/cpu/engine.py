@@ -62,7 +62,7 @@ class Engine:
         ver = ".".join(map(str, llvm.llvm_version_info))
         return f"{self.triple}|{self.cpu}|{self.features}|llvm{ver}|llvmlite{llvmlite.__version__}"
 
-    def optimize(self, text: str) -> llvm.ModuleRef:
+    def optimize(self, text: str, vectorize: bool = True) -> llvm.ModuleRef:
         """Parse, verify and run the O3 pipeline (loop + SLP vectorisers on)."""
         try:
             mod = llvm.parse_assembly(text)
@@ -73,7 +73,9 @@ class Engine:
         mod.triple = self.triple
         mod.data_layout = str(self.tm.target_data)
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
-        pto.loop_vectorization = True
+        # The loop vectoriser of LLVM 22 can run for minutes on large integer bit-mixing
+        # kernels (random-number generators); callers turn it off for those.
+        pto.loop_vectorization = vectorize
         pto.slp_vectorization = True
         # Full unrolling together with the loop vectoriser blows up on large integer
         # kernels (minutes for a 900-node threefry kernel); interleaving still gives the
@@ -85,9 +87,10 @@ class Engine:
         mpm.run(mod, pb)
         return mod
 
-    def compile(self, text: str, name: str, symbols: tuple[str, ...]) -> Artifact:
+    def compile(self, text: str, name: str, symbols: tuple[str, ...],
+                vectorize: bool = True) -> Artifact:
         """Optimise `text` and emit object code; `symbols` are the entry points to export."""
-        mod = self.optimize(text)
+        mod = self.optimize(text, vectorize)
         obj = self.tm.emit_object(mod)
         return Artifact(name, str(mod), obj, symbols)
 

@@ -42,7 +42,10 @@ def _check_batch(cases: list) -> None:
     text, lowered = lower_programs(progs, names)
     symbols = tuple(s for lw in lowered for s in lw.symbols)
     eng = get_engine()
-    art = eng.compile(text, f"batch{_counter[0]}", symbols)
+    from syntonic.runtime.native import _bit_mixing
+
+    vectorize = not any(_bit_mixing(p) for p in progs)
+    art = eng.compile(text, f"batch{_counter[0]}", symbols, vectorize=vectorize)
     addrs = eng.load(art.obj, symbols)
     for (g, args), prog, lw in zip(cases, progs, lowered):
         native = NativeProgram({"plan": lw.plan, "llvm": ""}, addrs, prog)
