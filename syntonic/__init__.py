@@ -141,4 +141,6 @@ from syntonic.ir.errors import GnosisError  # noqa: E402
 from syntonic import config  # noqa: E402
 from syntonic.runtime.explain import ExplainReport  # noqa: E402
 from syntonic.runtime.lowered import Lowered  # noqa: E402
+
+# isort: split
 from syntonic.frontend.control import cond, while_loop  # noqa: E402

@@ -47,8 +47,13 @@ def _verify_op(g: Graph, op: Op, defined: set[Value], namer: Namer) -> None:
                 f"@{g.name}: operand {i} of `{op.name}` ({v.type}) is used before it is "
                 f"defined{_where(op)} (SSA: define every value before its use)"
             )
-    # Render before the results are named, so the text shows the op as a dump would.
-    text = _safe_text(op, namer)
+    start = namer.counter
+
+    def text() -> str:
+        # Rendered only for an error (constants can be huge), numbered as a dump would.
+        namer.counter = start
+        return _safe_text(op, namer)
+
     try:
         canon = opdef.canonical_attrs(dict(op.attrs), tuple(r.type for r in op.results))
         if tuple(name for name, _ in canon) != tuple(name for name, _ in op.attrs):
@@ -56,7 +61,7 @@ def _verify_op(g: Graph, op: Op, defined: set[Value], namer: Namer) -> None:
         types = opdef.infer_types(tuple(v.type for v in op.operands), dict(canon), None,
                                   op.regions)
     except IRError as exc:
-        raise IRError(f"@{g.name}: invalid op{_where(op)}: {exc}\n  {text}") from None
+        raise IRError(f"@{g.name}: invalid op{_where(op)}: {exc}\n  {text()}") from None
     for name, region in zip(opdef.regions, op.regions):
         try:
             verify(region)
@@ -68,19 +73,23 @@ def _verify_op(g: Graph, op: Op, defined: set[Value], namer: Namer) -> None:
         want = ", ".join(map(str, types))
         raise IRError(
             f"@{g.name}: result type of `{op.name}`{_where(op)} is "
-            f"{', '.join(map(str, actual))} but the op produces {want}\n  {text}"
+            f"{', '.join(map(str, actual))} but the op produces {want}\n  {text()}"
         )
     for r in op.results:
         if r in defined:
-            raise IRError(f"@{g.name}: value {namer[r]} is defined twice{_where(op)}\n  {text}")
+            raise IRError(f"@{g.name}: value {namer[r]} is defined twice{_where(op)}\n  {text()}")
         defined.add(r)
+    # Name the results (and a region's values) exactly as the printer numbers them.
+    namer.counter = start
+    if op.regions:
+        _safe_text(op, namer)
+    else:
+        for r in op.results:
+            namer.result(r)
 
 
 def _safe_text(op: Op, namer: Namer) -> str:
-    saved = namer.counter
     try:
-        text = format_op(op, namer)
+        return format_op(op, namer)
     except Exception:  # noqa: BLE001 - a malformed op must still be reported
-        text = f"{op.name} <unprintable attributes>"
-    namer.counter = saved
-    return text
+        return f"{op.name} <unprintable attributes>"

@@ -28,7 +28,7 @@ CASES = [
      "sn.where"),
     (mistakes.while_on_traced, (F32,), sn.ControlFlowError, ["`while_on_traced`"], "sn.where"),
     (mistakes.float_of_traced, (F32,), sn.ControlFlowError, ["float()"], "static_argnames"),
-    (mistakes.range_of_traced, (F32,), sn.ControlFlowError, ["Python index or size"], "range(n)"),
+    (mistakes.range_of_traced, (F32,), sn.ControlFlowError, ["Python index or size"], "sn.while_loop"),
     (mistakes.broadcast_mismatch, (F32, np.ones(5, np.float32)), sn.ShapeError,
      ["f32[4,3]", "f32[5]", "broadcast"], "equal or 1"),
     (mistakes.matmul_mismatch, (F32, F32), sn.ShapeError, ["f32[4,3] @ f32[4,3]", "3 vs 4"],
