@@ -19,7 +19,8 @@ Example::
 
 Conventions: ``dtypes`` restricts every dtype the generator *chooses* (parameters,
 constants, iota/cast/golden_weights targets, op operands). Comparisons still produce
-bool and ``select`` still reads a bool condition, whatever ``dtypes`` says.
+bool and ``select`` still reads a bool condition, and generated ``while`` loops carry an
+i32 trip counter, whatever ``dtypes`` says.
 """
 
 from __future__ import annotations
@@ -447,20 +448,29 @@ def _step(c: GraphDraw, b: Builder, x: Value) -> Value:
 
 
 def _gen_while(c: GraphDraw, dt: DType) -> Value:
-    """A bounded loop: carries x and a counter, runs `limit` (0..3) times."""
+    """A bounded loop carrying x and a counter i: runs while i < n and -3 <= i < 3.
+
+    The counter's start and the limit n are ordinary operands (parameters or constants);
+    the bounds live in the cond region, so the loop runs at most 6 times for any inputs.
+    """
     x = c.operand(dt)
     counter = TensorType(DType.i32, ())
-    zero = c.add("constant", [], {"value": np.zeros((), np.int32)})
-    limit = c.add("constant", [], {"value": np.array(c.draw(_ints(0, 3)), np.int32)})
+    start = c.operand(DType.i32, ())
+    limit = c.operand(DType.i32, ())
     types = (x.type, counter, counter)
     cb = Builder("cond")
-    cx, ci, cl = (cb.param(t, h) for t, h in zip(types, ("x", "i", "n")))
-    cond = cb.build([cb.add("lt", [ci, cl], None, c.loc())])
+    cx, ci, cn = (cb.param(t, h) for t, h in zip(types, ("x", "i", "n")))
+    lo = cb.add("constant", [], {"value": np.array(-3, np.int32)}, c.loc())
+    hi = cb.add("constant", [], {"value": np.array(3, np.int32)}, c.loc())
+    ok = cb.add("bitand", [cb.add("lt", [ci, cn], None, c.loc()),
+                           cb.add("lt", [ci, hi], None, c.loc())], None, c.loc())
+    ok = cb.add("bitand", [ok, cb.add("ge", [ci, lo], None, c.loc())], None, c.loc())
+    cond = cb.build([ok])
     bb = Builder("body")
-    bx, bi, bl = (bb.param(t, h) for t, h in zip(types, ("x", "i", "n")))
+    bx, bi, bn = (bb.param(t, h) for t, h in zip(types, ("x", "i", "n")))
     one = bb.add("constant", [], {"value": np.ones((), np.int32)}, c.loc())
     body = bb.build([_step(c, bb, bx), bb.add("add", [bi, one], None, c.loc())])
-    op = c.b.add_op("while", [x, zero, limit], {"carried": 2}, c.loc(), None, (cond, body))
+    op = c.b.add_op("while", [x, start, limit], {"carried": 2}, c.loc(), None, (cond, body))
     c.pool.extend(op.results)
     return op.results[0]
 
