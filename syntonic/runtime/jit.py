@@ -188,7 +188,13 @@ class JitFunction:
         key, _, bound = self._signature(args, kwargs, for_call=False)
         cached = key in self._cache
         graph = self.trace(*args, **kwargs)
-        return lower_graph(graph, None if cached else time.perf_counter() - start)
+        lowered = lower_graph(graph, None if cached else time.perf_counter() - start)
+        if self.device in ("auto", "cpu"):
+            entry = self._cache[key]
+            # backend stages compile on demand (through the compile cache)
+            lowered.add_stage("llvm", lambda: entry.native().text("llvm"))
+            lowered.add_stage("asm", lambda: entry.native().text("asm"))
+        return lowered
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """How this function compiles for these arguments: an ``ExplainReport``.
