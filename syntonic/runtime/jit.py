@@ -154,6 +154,7 @@ class JitFunction:
             except SyntonicError as exc:  # show the user's frames, not the tracer's
                 raise exc.with_traceback(filter_traceback(exc.__traceback__)) from None
             self._cache[key] = entry
+            _announce(entry.graph)
             if not kwargs and not self.static_argnames:
                 fast = _fast_key(args)
                 if fast is not None:
@@ -312,6 +313,17 @@ class JitFunction:
             values = [_output_value(v, self.__name__) for v in out_leaves]
         graph = verify(trace.builder.build(values))
         return Compiled(graph, out_tree, param_types, self.device)
+
+
+def _announce(graph: Graph) -> None:
+    """SYNTONIC_DUMP / SYNTONIC_EXPLAIN: dump every stage / print the report on a compile."""
+    from syntonic import config
+
+    cfg = config.current()
+    if cfg.dump_dir or cfg.explain:
+        from syntonic.runtime.lowered import lower_graph
+
+        lower_graph(graph)
 
 
 def _call_error(cls: type[SyntonicError], problem: str, fix: str | None = None
