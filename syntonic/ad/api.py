@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from syntonic.ad.transform import DifferentiationError, vjp_graph
+from syntonic.ad.transform import DifferentiationError, copy_op, vjp_graph
 from syntonic.frontend import pytree
 from syntonic.frontend.location import user_location, user_message
 from syntonic.frontend.trace import run_eagerly
@@ -62,9 +62,7 @@ def _inline(sub_graph: Any, inputs: Sequence[Tracer]) -> list[Tracer]:
             t = lift(t)  # captured from further out
         env[p] = t.value
     for op in sub_graph.ops:
-        new = trace.builder.add_op(op.name, [env[x] for x in op.operands], dict(op.attrs),
-                                   op.loc, tuple(r.type for r in op.results), op.regions)
-        env.update(zip(op.results, new.results))
+        copy_op(trace.builder, op, env)
     return [Tracer(env[v], trace) for v in sub_graph.outputs]
 
 

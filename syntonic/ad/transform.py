@@ -34,7 +34,7 @@ def vjp_graph(g: Graph, wrt: Sequence[int], name: str | None = None) -> Graph:
         env[p] = b.param(p.type, p.hint)
     seeds = [b.param(v.type, f"ct{i}") for i, v in enumerate(g.outputs)]
     for op in g.ops:
-        _copy(b, op, env)
+        copy_op(b, op, env)
 
     needed = _on_path(g, [g.params[i] for i in wrt])
     cts: dict[Value, Value] = {}
@@ -73,7 +73,8 @@ def vjp_graph(g: Graph, wrt: Sequence[int], name: str | None = None) -> Graph:
     return b.build([env[v] for v in g.outputs] + grads)
 
 
-def _copy(b: Builder, op: Op, env: dict[Value, Value]) -> None:
+def copy_op(b: Builder, op: Op, env: dict[Value, Value]) -> None:
+    """Append a copy of `op` to `b`, reading operands through `env`; map its results."""
     new = b.add_op(op.name, [env[x] for x in op.operands], dict(op.attrs), op.loc,
                    tuple(r.type for r in op.results), op.regions)
     for old, fresh in zip(op.results, new.results):
@@ -116,7 +117,7 @@ def _decomposed_rule(op: Op):  # noqa: ANN202 - returns a Rule
         # inline dg: its params are (operands..., cotangents...)
         env = dict(zip(dg.params, list(xs) + list(gs)))
         for inner_op in dg.ops:
-            _copy(E.b, inner_op, env)
+            copy_op(E.b, inner_op, env)
         return [env[v] for v in dg.outputs[len(inner.outputs):]]
 
     return rule

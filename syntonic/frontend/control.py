@@ -24,10 +24,9 @@ import numpy as np
 from syntonic.frontend import pytree
 from syntonic.frontend.api import eager
 from syntonic.frontend.location import user_location
-from syntonic.frontend.tracer import Trace, Tracer, fail, lift, tracing
+from syntonic.frontend.tracer import Trace, Tracer, emit_op, fail, lift, tracing
 from syntonic.ir.errors import DTypeError, ShapeError, TraceError
 from syntonic.ir.graph import Graph, Value
-from syntonic.ir.registry import InferError
 from syntonic.ir.types import DType, TensorType
 
 
@@ -41,14 +40,10 @@ def _trace_region(name: str, fn: Callable[..., Any], args: list[Tracer], tree: p
         structured = pytree.unflatten(tree, params)
         result = fn(*structured) if call_as_tuple else fn(structured)
         leaves, out_tree = pytree.flatten(result)
-        outs = [lift(v) if not isinstance(v, Tracer) or v.trace is sub else _inside(sub, v)
+        # a value of an enclosing trace returned as is becomes a capture of this region
+        outs = [lift(v) if not isinstance(v, Tracer) or v.trace is sub else sub.capture(v)
                 for v in leaves]
     return sub, params, (outs, out_tree)
-
-
-def _inside(sub: Trace, v: Tracer) -> Tracer:
-    """A value from an enclosing trace returned by a region: capture it."""
-    return sub.capture(v)
 
 
 def _close(sub: Trace, params: list[Tracer], outs: list[Tracer], consts: list[Tracer]
@@ -70,21 +65,6 @@ def _union_captures(*subs: Trace) -> list[Tracer]:
         for outer, _ in s.captures:
             seen.setdefault(id(outer), outer)
     return list(seen.values())
-
-
-def _emit(name: str, operands: list[Tracer], attrs: dict, regions: tuple[Graph, ...]
-          ) -> list[Tracer]:
-    from syntonic.frontend.tracer import active_trace
-
-    trace = active_trace(operands)
-    operands = [t if t.trace is trace else trace.capture(t) for t in operands]
-    loc = user_location()
-    try:
-        op = trace.builder.add_op(name, [t.value for t in operands], attrs, loc, None, regions)
-    except InferError as exc:
-        cls = {"shape": ShapeError, "dtype": DTypeError}.get(exc.kind, TraceError)
-        raise fail(cls, f"`{name}`: {exc.message}", exc.fix) from None
-    return [Tracer(v, trace) for v in op.results]
 
 
 @eager
@@ -128,7 +108,7 @@ def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], ini
     consts = _union_captures(cond_sub, body_sub)
     cond_g = _close(cond_sub, cond_params, cond_out, consts)
     body_g = _close(body_sub, body_params, fixed, consts)
-    results = _emit("while", carried + consts, {"carried": len(carried)}, (cond_g, body_g))
+    results = emit_op("while", carried + consts, {"carried": len(carried)}, (cond_g, body_g))
     return pytree.unflatten(tree, results)
 
 
@@ -164,5 +144,5 @@ def cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
         raise fail(TraceError, "cond: the branches return nothing", "return a value")
     consts = _union_captures(*subs)
     regions = tuple(_close(s, ps, o, consts) for s, ps, o in zip(subs, params, outs))
-    results = _emit("cond", [p, *args, *consts], {}, regions)
+    results = emit_op("cond", [p, *args, *consts], {}, regions)
     return pytree.unflatten(trees[0], results)

@@ -123,16 +123,22 @@ def active_trace(operands: Sequence[Any]) -> Trace:
 def emit(name: str, operands: Sequence[Tracer], attrs: dict[str, Any] | None = None,
          weak: bool = False) -> Tracer:
     """Append op `name` to the active trace; map a type-rule failure to a user error."""
+    return emit_op(name, operands, attrs, weak=weak)[0]
+
+
+def emit_op(name: str, operands: Sequence[Tracer], attrs: dict[str, Any] | None = None,
+            regions: tuple[Any, ...] = (), weak: bool = False) -> list[Tracer]:
+    """Like :func:`emit` for any op: regions (control flow) and every result."""
     trace = active_trace(operands)
     operands = [t if t.trace is trace else trace.capture(t) for t in operands]
     loc = user_location()
     try:
-        v = trace.builder.add(name, [t.value for t in operands], attrs, loc)
+        op = trace.builder.add_op(name, [t.value for t in operands], attrs, loc, None, regions)
     except InferError as exc:
         cls = {"shape": ShapeError, "dtype": DTypeError}.get(exc.kind, TraceError)
         problem = f"`{name}`: {exc.message} (operands: {_describe(operands) or 'none'})"
         raise cls(user_message(problem, loc, exc.fix)) from None
-    return Tracer(v, trace, weak)
+    return [Tracer(v, trace, weak) for v in op.results]
 
 
 def constant(value: Any, dtype: DType | None = None, weak: bool = False) -> Tracer:
