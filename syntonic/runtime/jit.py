@@ -189,13 +189,14 @@ class JitFunction:
         key, _, bound = self._signature(args, kwargs, for_call=False)
         cached = key in self._cache
         graph = self.trace(*args, **kwargs)
-        lowered = lower_graph(graph, None if cached else time.perf_counter() - start)
+        backend = None
         if self.device in ("auto", "cpu"):
             entry = self._cache[key]
             # backend stages compile on demand (through the compile cache)
-            lowered.add_stage("llvm", lambda: entry.native().text("llvm"))
-            lowered.add_stage("asm", lambda: entry.native().text("asm"))
-        return lowered
+            backend = {"llvm": lambda: entry.native().text("llvm"),
+                       "asm": lambda: entry.native().text("asm")}
+        return lower_graph(graph, None if cached else time.perf_counter() - start,
+                           backend_stages=backend)
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """How this function compiles for these arguments: an ``ExplainReport``.

@@ -94,7 +94,7 @@ class Lowered:
 
     def add_stage(self, name: str, text: Callable[[], str]) -> None:
         """Attach a later stage (a backend's ``llvm``, ``cuda`` ...), computed on demand."""
-        if name in self.graphs or name == "kernels":
+        if name in self.graphs or name == "kernels" or name in self._extra:
             raise SyntonicError(f"stage {name!r} already exists")
         self._extra[name] = text
 
@@ -154,10 +154,12 @@ class Lowered:
 
 
 def lower_graph(graph: Graph, trace_seconds: float | None = None,
-                announce: bool = True) -> Lowered:
+                announce: bool = True,
+                backend_stages: dict[str, Callable[[], str]] | None = None) -> Lowered:
     """Run the pipeline, fusion and kernel lowering on a traced graph.
 
-    With `announce`, honours ``config.dump_dir`` (writes the dumps) and
+    `backend_stages` (``llvm``, ``asm`` ...) are attached before announcing, so dumps
+    cover them too. With `announce`, honours ``config.dump_dir`` (writes the dumps) and
     ``config.explain`` (prints the report to stderr).
     """
     cfg = config.current()
@@ -178,6 +180,8 @@ def lower_graph(graph: Graph, trace_seconds: float | None = None,
     program, buffer_of = lower_with_buffers(plan)
     times["kernels"] = time.perf_counter() - start
     low = Lowered(graph.name, graphs, plan, program, buffer_of, times)
+    for name, text in (backend_stages or {}).items():
+        low.add_stage(name, text)
     if announce and cfg.dump_dir:
         low.dump(cfg.dump_dir)
     if announce and cfg.explain:

@@ -24,7 +24,8 @@ def test_pipeline_is_an_ordered_table_of_named_passes():
 
 def test_stages_are_traced_each_pass_optimized_kernels():
     low = dhsr.lower(sn.spec("f32[1,248]"))
-    assert low.stages == ["traced", *PASS_NAMES, "optimized", "kernels"]
+    # graph stages, the kernel IR, then the CPU backend's stages
+    assert low.stages == ["traced", *PASS_NAMES, "optimized", "kernels", "llvm", "asm"]
     assert tuple(low.graphs) == GRAPH_STAGES
     assert "dhsr_cycle" in low.text("traced")
     assert "dhsr_cycle" not in low.text("decompose")
@@ -115,12 +116,14 @@ def test_passes_do_not_read_the_environment():
 
 def test_lowered_errors_and_extra_stages():
     low = harmonize_rows.lower(sn.spec("f32[4,8]"))
-    with pytest.raises(sn.SyntonicError, match="unknown stage 'llvm'"):
-        low.text("llvm")
+    with pytest.raises(sn.SyntonicError, match="unknown stage 'cuda'"):
+        low.text("cuda")
     calls = []
-    low.add_stage("llvm", lambda: calls.append(1) or "; llvm text")
-    assert low.stages[-1] == "llvm"
-    assert low.text("llvm") == "; llvm text" and low.text("llvm") and calls == [1]
+    low.add_stage("cuda", lambda: calls.append(1) or "// cuda text")
+    assert low.stages[-1] == "cuda"
+    assert low.text("cuda") == "// cuda text" and low.text("cuda") and calls == [1]
+    with pytest.raises(sn.SyntonicError):
+        low.add_stage("llvm", lambda: "")  # the CPU backend's stage exists already
     with pytest.raises(sn.SyntonicError):
         low.add_stage("kernels", lambda: "")
     with pytest.raises(sn.SyntonicError, match="not a graph stage"):
