@@ -58,11 +58,12 @@ class Compiled:
     """
 
     def __init__(self, graph: Graph, out_tree: pytree.TreeDef, param_types: list[TensorType],
-                 device: str = "auto"):
+                 device: str = "auto", donated: tuple[int, ...] = ()):
         self.graph = graph
         self.out_tree = out_tree
         self.param_types = param_types
         self.device = device
+        self.donated = donated  # leaf indices of donated arguments (see `jit`)
         self._native: Any = None
         self._single = out_tree.kind == "leaf"
 
@@ -80,7 +81,10 @@ class Compiled:
             native = self._compile_or_fallback()
             if native is None:
                 return self._interpret(leaves)
-        outs = native(*leaves)
+        if self.donated:
+            outs = native.call_donating(leaves, self.donated)
+        else:
+            outs = native(*leaves)
         if self._single:
             return outs[0]
         return pytree.unflatten(self.out_tree, list(outs))
@@ -111,7 +115,8 @@ class JitFunction:
     """A function compiled per argument signature. Create with :func:`jit`."""
 
     def __init__(self, fn: Callable[..., Any], device: str = "auto",
-                 static_argnames: Sequence[str] = ()) -> None:
+                 static_argnames: Sequence[str] = (), donate_argnums: Sequence[int] = (),
+                 donate_argnames: Sequence[str] = ()) -> None:
         if not callable(fn):
             raise TraceError(f"sn.jit needs a function, got {type(fn).__name__}")
         if device not in DEVICES:
@@ -134,6 +139,8 @@ class JitFunction:
                 f"(its parameters: {', '.join(self.signature.parameters)})"
             )
         self.static_argnames = frozenset(static_argnames)
+        self.donate_argnames = _donated_names(fn, self.signature, donate_argnums,
+                                              donate_argnames, self.static_argnames)
         self._cache: dict[Any, Compiled] = {}
 
     # ------------------------------------------------------------------ calling
@@ -295,6 +302,7 @@ class JitFunction:
         trace = Trace(getattr(self.fn, "__name__", "f"), loc)
         call_args: dict[str, Any] = {}
         param_types: list[TensorType] = []
+        donated: list[int] = []
         with tracing(trace):
             for name, value in bound.arguments.items():
                 if name in self.static_argnames:
@@ -306,6 +314,8 @@ class JitFunction:
                     t, weak = _leaf_type(leaf)
                     hint = name if len(flat) == 1 else f"{name}_{i}"
                     traced.append(Tracer(trace.builder.param(t, hint), trace, weak))
+                    if name in self.donate_argnames:
+                        donated.append(len(param_types))
                     param_types.append(t)
                 call_args[name] = pytree.unflatten(tree, traced)
             result = self.fn(*_positional(self.signature, call_args),
@@ -313,7 +323,7 @@ class JitFunction:
             out_leaves, out_tree = pytree.flatten(result)
             values = [_output_value(v, self.__name__) for v in out_leaves]
         graph = verify(trace.builder.build(values))
-        return Compiled(graph, out_tree, param_types, self.device)
+        return Compiled(graph, out_tree, param_types, self.device, tuple(donated))
 
 
 def _announce(graph: Graph) -> None:
@@ -344,7 +354,8 @@ def _fast_key(args: tuple[Any, ...]) -> Any:
 
 
 def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",
-        static_argnames: Sequence[str] = ()) -> Any:
+        static_argnames: Sequence[str] = (), donate_argnums: Sequence[int] = (),
+        donate_argnames: Sequence[str] = ()) -> Any:
     """Compile `fn` per argument signature. Use as ``@sn.jit`` or ``@sn.jit(device="cpu")``.
 
     Example::
@@ -354,9 +365,62 @@ def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",
             for _ in range(steps):
                 x = sn.dhsr_cycle(x)
             return x
+
+    **Donation.** ``donate_argnums`` (positions) and ``donate_argnames`` (names) mark
+    arguments (arrays or pytrees of arrays, e.g. parameters and optimizer state) whose
+    memory the compiled program may reuse, as in JAX: the caller promises not to use a
+    donated argument after the call. The program keeps the donated arrays and writes a
+    later call's outputs into them, so a training loop allocates no parameter-sized arrays
+    per step::
+
+        step = sn.jit(train_step, donate_argnums=(0, 1))
+        params, state, loss = step(params, state, x, y)   # old params/state: donated
+
+    numpy cannot mark an array deleted, so the contract is soft and safe: memory is reused
+    only once nothing references the donated array any more (its reference count says
+    so). A donated array that the caller keeps is therefore never overwritten and keeps
+    its values, it just saves nothing; an array the caller dropped is overwritten by a
+    later call's output (reading it through a raw pointer kept elsewhere is undefined). A
+    donated argument that the function returns unchanged is returned as is (no copy). The
+    same array passed twice, or also in a non-donated position, is handled by the same
+    rule. Donation changes no result: the interpreter path ignores it.
     """
     if fn is None:
-        return lambda f: JitFunction(f, device, static_argnames)
-    return JitFunction(fn, device, static_argnames)
+        return lambda f: JitFunction(f, device, static_argnames, donate_argnums,
+                                     donate_argnames)
+    return JitFunction(fn, device, static_argnames, donate_argnums, donate_argnames)
+
+
+def _donated_names(fn: Callable[..., Any], signature: inspect.Signature,
+                   argnums: Sequence[int] | int, argnames: Sequence[str] | str,
+                   static: frozenset[str]) -> frozenset[str]:
+    """The parameter names that `donate_argnums` / `donate_argnames` mark."""
+    if isinstance(argnums, int):
+        argnums = (argnums,)
+    if isinstance(argnames, str):
+        argnames = (argnames,)
+    params = list(signature.parameters.values())
+    positional = [p.name for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = set(argnames)
+    for i in argnums:
+        if not -len(positional) <= i < len(positional):
+            raise TraceError(
+                f"donate_argnums has {i}, but `{fn.__name__}` takes {len(positional)} "
+                f"positional parameter(s) ({', '.join(positional)})")
+        names.add(positional[i])
+    for name in names:
+        p = signature.parameters.get(name)
+        if p is None:
+            raise TraceError(
+                f"donate_argnames names {name!r}, which `{fn.__name__}` does not take "
+                f"(its parameters: {', '.join(signature.parameters)})")
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TraceError(f"cannot donate `*{name}`/`**{name}` of `{fn.__name__}`: "
+                             "donate named parameters")
+        if name in static:
+            raise TraceError(f"argument {name!r} of `{fn.__name__}` is both static and "
+                             "donated; a static argument has no buffers to donate")
+    return frozenset(names)
 
 

@@ -19,8 +19,9 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ from syntonic.ir.types import DType
 from syntonic.lower.kernel import Program
 from syntonic.lower.view import Dim, View
 from syntonic.runtime import cache, cpu
+from syntonic.runtime.donation import BufferPool
+
+WORKSPACE_LIMIT = 1 << 30  # bytes of temporaries a program keeps between calls
 
 _loaded: dict[str, dict[str, int]] = {}
 _load_lock = threading.Lock()
@@ -78,6 +82,12 @@ class NativeProgram:
         if cfg.cpu_threads and cfg.cpu_threads != cpu.POOL.n_threads:
             cpu.POOL = cpu.ThreadPool(cfg.cpu_threads)
         biggest = max((s["points"] for s in self._steps if s["kind"] == "native"), default=0)
+        self._param_outputs = frozenset(o["param"] for o in self.outputs if "param" in o)
+        self._pool: BufferPool | None = None
+        self._workspace: list[np.ndarray] | None = None
+        self._workspace_lock = threading.Lock()
+        self._keep_workspace = sum(math.prod(s) * dt.itemsize
+                                   for s, dt in self.temp_slots) <= WORKSPACE_LIMIT
         self.fast = None
         if "fast" in plan and cpu.fastcall_supported() and (
                 biggest < self.min_parallel or cpu.POOL.n_threads == 1):
@@ -98,11 +108,58 @@ class NativeProgram:
                     return self._collect(args, outs)
         return self._general(args)
 
-    def _general(self, args: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    def call_donating(self, args: Sequence[Any], donated: Sequence[int]
+                      ) -> tuple[np.ndarray, ...]:
+        """Run with `args[i]` for i in `donated` given to the program (see
+        :mod:`syntonic.runtime.donation`): outputs come from the memory of arrays donated
+        by earlier calls, when nothing references them any more; after the run these
+        donated arguments join the pool, except one returned unchanged, which is the
+        output itself (no copy)."""
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = BufferPool(self.out_slots)
+        outs = [pool.take(shape, dt) for shape, dt in self.out_slots]
+        forward = frozenset(donated) & self._param_outputs
+        result = None
+        fast = self.fast
+        if fast is not None:
+            for a, dt in zip(args, self.param_dtypes):
+                if type(a) is not np.ndarray or a.dtype != dt:
+                    break
+            else:
+                if fast(*args, *outs) is outs[-1]:
+                    result = (tuple(outs) if self._simple_outputs
+                              else self._collect(args, outs, forward))
+        if result is None:
+            result = self._general(args, outs, forward)
+        for i in donated:
+            if i not in forward:
+                pool.give(args[i])
+        return result
+
+    def _general(self, args: Sequence[Any], outs: list[np.ndarray] | None = None,
+                 forward: frozenset[int] = frozenset()) -> tuple[np.ndarray, ...]:
         params = [np.ascontiguousarray(a, dt) for a, dt in zip(args, self.param_dtypes)]
-        outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
-        temps = [np.empty(shape, dt) for shape, dt in self.temp_slots]
-        arrays = params + outs + temps
+        if outs is None:
+            outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
+        # Temporaries live in one workspace per program, reused by every call; a call
+        # that finds it busy (another thread is inside) allocates its own.
+        if self._workspace_lock.acquire(blocking=False):
+            try:
+                temps = self._workspace
+                if temps is None:
+                    temps = [np.empty(shape, dt) for shape, dt in self.temp_slots]
+                    if self._keep_workspace:
+                        self._workspace = temps
+                self._run_steps(params + outs + temps)
+            finally:
+                self._workspace_lock.release()
+        else:
+            self._run_steps(params + outs + [np.empty(shape, dt)
+                                             for shape, dt in self.temp_slots])
+        return self._collect(params, outs, forward)
+
+    def _run_steps(self, arrays: list[np.ndarray]) -> None:
         table = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
         addr = ctypes.addressof(table)
         pool = cpu.POOL
@@ -121,7 +178,6 @@ class NativeProgram:
                 np.matmul(lhs, rhs, out=out)
             else:
                 self._opaque(step["kernel"], arrays)
-        return self._collect(params, outs)
 
     def _operand(self, spec: dict[str, Any], view: View, arrays: list[np.ndarray]
                  ) -> np.ndarray:
@@ -146,15 +202,25 @@ class NativeProgram:
                 flat[b.id] = np.ascontiguousarray(b.data, b.type.dtype.np).reshape(-1)
         run_kernel(prog.kernels[kernel_index], flat, prog)
 
-    def _collect(self, params: Any, outs: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    def _collect(self, params: Any, outs: list[np.ndarray],
+                 forward: frozenset[int] = frozenset()) -> tuple[np.ndarray, ...]:
+        """The results; a parameter output is a copy, except the first output of a
+        parameter in `forward` (donated: the array itself is returned)."""
         result = []
+        forwarded: set[int] = set()
         for o, k in zip(self.outputs, self._out_index):
             shape = tuple(o["shape"])
             if "slot" in o:
                 arr = outs[k]
                 result.append(arr if arr.shape == shape else arr.reshape(shape))
             elif "param" in o:
-                result.append(np.array(params[o["param"]], copy=True).reshape(shape))
+                i = o["param"]
+                if i in forward and i not in forwarded:
+                    forwarded.add(i)
+                    arr = params[i]
+                    result.append(arr if arr.shape == shape else arr.reshape(shape))
+                else:
+                    result.append(np.array(params[i], copy=True).reshape(shape))
             else:
                 result.append(np.asarray(o["const"], DType[o["dtype"]].np).reshape(shape))
         return tuple(result)
