@@ -8,11 +8,13 @@ Example::
     opt = sn.optim.Adam(lr=1e-3)
     state = opt.init(params)
 
-    @sn.jit
+    @sn.jit(donate_argnums=(0, 1))     # reuse the params/state buffers every step
     def step(params, state, x, y):
         loss, grads = sn.value_and_grad(loss_fn)(params, x, y)
         params, state = opt.update(grads, state, params)
         return params, state, loss
+
+(``sn.train.train_step(model, loss_fn, opt)`` builds this step.)
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The training loop (``sn.train.fit``)."""
+"""The training loop (``sn.train.fit``) and its compiled step (``sn.train.train_step``)."""
 
 from __future__ import annotations
 
 from syntonic.train.fit import FitResult, TrainingError, fit
+from syntonic.train.step import train_step
 
-__all__ = ["FitResult", "TrainingError", "fit"]
+__all__ = ["FitResult", "TrainingError", "fit", "train_step"]

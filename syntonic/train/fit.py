@@ -1,10 +1,11 @@
 """``sn.train.fit``: the training loop on the compiler, with checkpoints and resume.
 
 One training step (forward, backward, optimizer update) is traced and compiled into one
-function. Every epoch ends with a ``.gnosis`` checkpoint (parameters, optimizer state,
-epoch, data seed); ``resume=`` continues from one and ends bit-identical to an
-uninterrupted run. A non-finite loss stops training with an error naming the first
-non-finite parameter.
+function (:func:`~syntonic.train.step.train_step`), which reuses the parameter and
+optimizer-state buffers of the previous step (donation). Every epoch ends with a
+``.gnosis`` checkpoint (parameters, optimizer state, epoch, data seed); ``resume=``
+continues from one and ends bit-identical to an uninterrupted run. A non-finite loss
+stops training with an error naming the first non-finite parameter.
 
 Example::
 
@@ -26,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from syntonic.ad.api import value_and_grad
 from syntonic.data.loader import DataLoader
 from syntonic.frontend import api
 from syntonic.frontend.pytree import named_leaves
@@ -35,6 +35,7 @@ from syntonic.ir.errors import SyntonicError
 from syntonic.nn.layers import Module
 from syntonic.optim.optimizers import Optimizer
 from syntonic.runtime.jit import jit
+from syntonic.train.step import train_step
 
 
 class TrainingError(SyntonicError):
@@ -94,11 +95,8 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], optimizer: Optimizer,
             raise TrainingError(f"{resume}: saved with data seed {ckpt['data_seed']}, but the "
                                 f"loader uses seed {train_loader.seed}")
 
-    @jit
-    def train_step(params: Any, opt_state: Any, x: Any, y: Any) -> Any:
-        loss, grads = value_and_grad(lambda p: loss_fn(model(p, x), y))(params)
-        params, opt_state = optimizer.update(grads, opt_state, params)
-        return params, opt_state, loss
+    # params and opt_state are donated: each step writes into the previous step's buffers
+    step = train_step(model, loss_fn, optimizer)
 
     @jit
     def eval_step(params: Any, x: Any, y: Any) -> Any:
@@ -116,7 +114,7 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], optimizer: Optimizer,
         bar = _progress(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress)
         total, count = 0.0, 0
         for x, y in train_loader.epoch(epoch):
-            params, opt_state, loss = train_step(params, opt_state, x, y)
+            params, opt_state, loss = step(params, opt_state, x, y)
             loss_value = float(loss)
             if not math.isfinite(loss_value):
                 if bar is not None:
