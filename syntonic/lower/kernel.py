@@ -44,7 +44,9 @@ A reduction's ``op`` is the registry reduction it implements (``sum``, ``mean``,
 A :class:`Contraction` (matmul) computes its accumulator per element of the space
 ``[..., M, N]`` from two buffer operands; the epilogue (bias, activation) is the phase.
 An :class:`Opaque` kernel runs one registry op through its reference rule (no backend
-lowers it; it exists so that any graph still runs).
+lowers it; it exists so that any graph still runs). A ``while`` op is also lowered to a
+:class:`Loop` (its cond and body regions as sub-programs), which backends run as a native
+loop.
 
 Example (``print(program)``)::
 
@@ -223,6 +225,25 @@ class Opaque:
     regions: tuple[Any, ...] = ()  # the op's region graphs (control flow), if any
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Loop:
+    """A ``while`` op lowered to two sub-programs that backends run as a native loop.
+
+    ``state = inputs[:carried]; while cond(state, consts)[0]: state = body(state, consts)``,
+    then the final state is written to `outputs`. `cond` and `body` are programs
+    whose parameters are the carried values followed by the loop-invariant operands
+    (``inputs[carried:]``); `cond` returns one ``bool[]``, `body` the next carried values.
+    A kernel with a loop also keeps its :class:`Opaque` form (the reference rule), so a
+    backend that cannot compile a sub-program still runs the loop.
+    """
+
+    cond: Program
+    body: Program
+    carried: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Kernel:
     """One fused kernel. See the module docstring for the semantics."""
@@ -235,11 +256,15 @@ class Kernel:
     contraction: Contraction | None = None
     opaque: Opaque | None = None
     ops: tuple[SourceOp, ...] = ()
+    loop: Loop | None = None
 
     # ---------------------------------------------------------- derived facts
     @property
     def kind(self) -> str:
-        """``elementwise``, ``reduce`` (rows), ``full_reduce``, ``matmul`` or ``opaque``."""
+        """``elementwise``, ``reduce`` (rows), ``full_reduce``, ``matmul``, ``loop`` or
+        ``opaque``."""
+        if self.loop is not None:
+            return "loop"
         if self.opaque is not None:
             return "opaque"
         if self.contraction is not None:
@@ -482,7 +507,6 @@ def space_size(k: Kernel) -> int:
 
 __all__ = [
     "Acc", "Apply", "Buffer", "Const", "Contraction", "Iota", "Kernel", "Level", "Load", "Node",
-    "Opaque", "Operand", "OutputRef", "Phase", "Program", "REDUCTION_COMBINE", "Reduction", "Role",
-    "SourceOp",
-    "Store", "acc_dependencies", "check_kernel", "space_size",
+    "Loop", "Opaque", "Operand", "OutputRef", "Phase", "Program", "REDUCTION_COMBINE", "Reduction",
+    "Role", "SourceOp", "Store", "acc_dependencies", "check_kernel", "space_size",
 ]

@@ -64,6 +64,9 @@ def run_program(prog: Program, *args: Any) -> tuple[np.ndarray, ...]:
 def run_kernel(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:
     """Execute one kernel on the flat buffers `flat` (buffer id -> 1-D array)."""
     check_kernel(k)
+    if k.loop is not None:
+        _run_loop(k, flat, prog)
+        return
     if k.opaque is not None:
         _run_opaque(k, flat, prog)
         return
@@ -141,6 +144,22 @@ def _compact(view: View) -> View:
     """
     return View(tuple(Dim(1, 0) if d.stride == 0 and not d.masked else d
                       for d in view.dims), view.offset)
+
+
+def _run_loop(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:
+    """A :class:`~syntonic.lower.kernel.Loop`: its sub-programs, run as the loop says."""
+    loop = k.loop
+    assert loop is not None
+    def arg(b: int, prog_: Program, i: int) -> np.ndarray:
+        return flat[b].reshape(prog_.buffers[prog_.params[i]].type.shape)
+
+    state = [arg(b, loop.body, i) for i, b in enumerate(loop.inputs[:loop.carried])]
+    consts = [arg(b, loop.body, loop.carried + i)
+              for i, b in enumerate(loop.inputs[loop.carried:])]
+    while bool(run_program(loop.cond, *state, *consts)[0]):
+        state = list(run_program(loop.body, *state, *consts))
+    for b, value in zip(loop.outputs, state):
+        flat[b][...] = value.reshape(-1)
 
 
 def _run_opaque(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:

@@ -89,6 +89,15 @@ def format_kernel(k: Kernel) -> str:
         lines.append(f"  ops: {names}" + (f" ({locs})" if locs else ""))
     lines.append("  reads " + (", ".join(f"b{b}" for b in k.reads) or "nothing")
                  + "; writes " + (", ".join(f"b{b}" for b in k.writes) or "nothing"))
+    if k.loop is not None:
+        lp = k.loop
+        ins = ", ".join(f"b{b}" for b in lp.inputs)
+        outs = ", ".join(f"b{b}" for b in lp.outputs)
+        lines.append(f"  {outs} = while {ins} {{carried={lp.carried}}}   // native loop")
+        for label, sub in (("cond", lp.cond), ("body", lp.body)):
+            lines.append(f"  {label}:")
+            lines += ["    " + line if line else "" for line in sub.text().splitlines()]
+        return "\n".join(lines) + "\n"
     if k.opaque is not None:
         o = k.opaque
         ins = ", ".join(f"b{b}" for b in o.inputs)

@@ -34,6 +34,7 @@ from syntonic.lower.kernel import (
     Kernel,
     Level,
     Load,
+    Loop,
     Node,
     Opaque,
     Operand,
@@ -47,7 +48,7 @@ from syntonic.lower.kernel import (
     acc_dependencies,
 )
 from syntonic.lower.view import View, contiguous_strides, row_embedding, row_shapes
-from syntonic.passes.fusion import FusionPlan, Group, Origin
+from syntonic.passes.fusion import FusionPlan, Group, Origin, fuse
 
 
 @dataclass
@@ -214,13 +215,22 @@ def _kernel_name(index: int, grp: Group) -> str:
 def _opaque_kernel(name: str, grp: Group, plan: FusionPlan, bufs: _Buffers) -> Kernel:
     (op,) = grp.ops
     origins = [plan.origin(op, i) for i in range(len(op.operands))]
-    return Kernel(
-        name, op.results[0].shape, (), (), (), None,
-        Opaque(op.name, op.attrs, tuple(bufs.get(o.root) for o in origins),
-               tuple(bufs.of[r] for r in op.results),
-               tuple(v.type for v in op.operands), tuple(getattr(op, "regions", ()))),
-        (SourceOp(op.name, op.loc),),
-    )
+    opaque = Opaque(op.name, op.attrs, tuple(bufs.get(o.root) for o in origins),
+                    tuple(bufs.of[r] for r in op.results),
+                    tuple(v.type for v in op.operands), tuple(getattr(op, "regions", ())))
+    loop = _loop(name, op, opaque) if op.name == "while" else None
+    return Kernel(name, op.results[0].shape, (), (), (), None, opaque,
+                  (SourceOp(op.name, op.loc),), loop)
+
+
+def _loop(name: str, op: Op, opaque: Opaque) -> Loop:
+    """A ``while`` op's regions as sub-programs (each region fused and scheduled alone).
+
+    The regions were optimized with the enclosing graph (the pipeline recurses into them).
+    """
+    cond, body = opaque.regions
+    return Loop(lower_to_kernels(fuse(cond)), lower_to_kernels(fuse(body)),
+                int(op.attr["carried"]), opaque.inputs, opaque.outputs)
 
 
 def lower_to_kernels(plan: FusionPlan) -> Program:

@@ -312,11 +312,17 @@ _BIT_OPS = frozenset({"shl", "shr", "bitand", "bitor", "bitxor"})
 
 
 def _bit_mixing(program: Program) -> bool:
-    """True for programs with integer bit operations (see Engine.optimize)."""
+    """True for programs with integer bit operations (see Engine.optimize), loop bodies
+    included; logical and/or/xor of bools does not count."""
     from syntonic.lower.kernel import Apply
 
-    return any(isinstance(n, Apply) and n.op in _BIT_OPS
-               for k in program.kernels for n in k.nodes)
+    for k in program.kernels:
+        if k.loop is not None and (_bit_mixing(k.loop.cond) or _bit_mixing(k.loop.body)):
+            return True
+        if any(isinstance(n, Apply) and n.op in _BIT_OPS and not n.dtype.is_bool
+               for n in k.nodes):
+            return True
+    return False
 
 
 def annotate_llvm(text: str, program: Program, plan: dict[str, Any]) -> str:

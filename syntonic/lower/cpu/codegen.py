@@ -65,6 +65,8 @@ from syntonic.lower.kernel import (
 from syntonic.lower.view import View
 
 I1 = ir.IntType(1)
+I8 = abi.I8
+I8P = abi.I8P
 I64 = ir.IntType(64)
 F64 = ir.DoubleType()
 CODEGEN_VERSION = "cpu-codegen-1"
@@ -174,16 +176,19 @@ class _ModuleEmitter:
             if buf.role in (Role.TEMP, Role.OUTPUT) and buf.id not in self.slots:
                 self._slot(buf.id, "temp")
 
-    def _slot(self, bid: int, kind: str, dtype: DType | None = None,
+    def _slot(self, bid: Any, kind: str, dtype: DType | None = None,
               shape: tuple[int, ...] | None = None) -> int:
+        """The table slot of buffer `bid` (a program buffer id, or a private key: a
+        negative int for matmul scratch, a tuple for a loop's sub-program buffers)."""
         if bid in self.slots:
             return self.slots[bid]
-        buf = self.prog.buffers[bid] if bid >= 0 else None
+        own = isinstance(bid, int) and bid >= 0
+        buf = self.prog.buffers[bid] if own else None
         t_dtype = dtype or buf.type.dtype
         t_shape = shape if shape is not None else buf.type.shape
         self.slots[bid] = len(self.slot_info)
-        self.slot_info.append({"kind": kind, "buffer": bid, "dtype": t_dtype.name,
-                               "shape": list(t_shape)})
+        self.slot_info.append({"kind": kind, "buffer": bid if isinstance(bid, int) else -1,
+                               "dtype": t_dtype.name, "shape": list(t_shape)})
         return self.slots[bid]
 
     def _const_global(self, bid: int) -> ir.GlobalVariable:
@@ -209,12 +214,22 @@ class _ModuleEmitter:
         return g
 
     # ------------------------------------------------------------ program
-    def emit(self) -> dict[str, Any]:
+    def emit(self, fast: bool = True) -> dict[str, Any]:
+        """Emit every kernel; returns the run plan. With every step native, also the
+        ``run`` entry and (if `fast`) the METH_FASTCALL entry."""
         self._assign_slots()
         steps: list[dict[str, Any]] = []
         kernels: list[tuple[ir.Function, int]] = []
         for idx, k in enumerate(self.prog.kernels):
             check_kernel(k)
+            if k.loop is not None and native_program(k.loop.cond) \
+                    and native_program(k.loop.body):
+                fn = _LoopEmitter(self, idx, k.loop).emit()
+                self.symbols.append(fn.name)
+                kernels.append((fn, 1))
+                steps.append({"kind": "native", "kernel": idx, "symbol": fn.name, "items": 1,
+                              "points": 1, "name": k.name, "flops": 0})
+                continue
             if k.opaque is not None:
                 steps.append({"kind": "opaque", "kernel": idx})
                 continue
@@ -248,7 +263,7 @@ class _ModuleEmitter:
             n_args = sum(1 for s in self.slot_info if s["kind"] in ("param", "output"))
             n_out = sum(1 for s in self.slot_info if s["kind"] == "output")
             temps = [_nbytes(s) for s in self.slot_info if s["kind"] == "temp"]
-            if n_out and sum(temps) <= abi.STACK_TEMP_LIMIT:
+            if fast and n_out and sum(temps) <= abi.STACK_TEMP_LIMIT:
                 fast = abi.emit_fastcall(self.mod, f"{self.prefix}_fast", run, n_args,
                                          [-(-t // 64) * 64 for t in temps])
                 self.symbols.append(fast.name)
@@ -291,6 +306,155 @@ class _ModuleEmitter:
             raise BackendError(f"buffer b{bid} is a parameter the program does not list")
         slot = self._slot(bid, "temp")
         return abi.load_buffer(b, table, slot, elem, name=f"b{bid}" if bid >= 0 else "scratch")
+
+
+def native_program(prog: Program) -> bool:
+    """True if every kernel of `prog` compiles to native code with no Python step (no
+    matmul through numpy, no opaque op), so it can run inside a native loop."""
+    for k in prog.kernels:
+        if k.loop is not None:
+            if not (native_program(k.loop.cond) and native_program(k.loop.body)):
+                return False
+        elif k.opaque is not None or k.contraction is not None:
+            return False
+    return True
+
+
+class _LoopEmitter:
+    """The native function of a :class:`~syntonic.lower.kernel.Loop` kernel.
+
+    ``void loop(i8** table, i64, i64)``: copies the initial carried values into state
+    buffers (the loop's output buffers), then ``while cond_run(ctab): body_run(btab)``
+    with the sub-programs' tables on the stack. After each body, a carried value the
+    body computed into its own buffer is taken by swapping the two buffers in the tables
+    (no copy); values passed through, duplicated or constant are copied with memcpy
+    (through a staging buffer when one carried value becomes another). The
+    sub-programs' outputs and temporaries are slots of the enclosing table, so the
+    runtime allocates them like any temporary.
+    """
+
+    def __init__(self, outer: _ModuleEmitter, idx: int, loop: Any) -> None:
+        self.outer = outer
+        self.idx = idx
+        self.loop = loop
+
+    def _sub(self, tag: str, prog: Program) -> tuple[_ModuleEmitter, dict[str, Any]]:
+        sub = _ModuleEmitter(prog, self.outer.mod, f"{self.outer.prefix}_k{self.idx}{tag}")
+        sub.math = self.outer.math
+        plan = sub.emit(fast=False)
+        self.outer.symbols.extend(sub.symbols)
+        return sub, plan
+
+    def emit(self) -> ir.Function:
+        outer, loop, n = self.outer, self.loop, self.loop.carried
+        mod = outer.mod
+        cond, cplan = self._sub("c", loop.cond)
+        body, bplan = self._sub("b", loop.body)
+        fn = abi.declare_kernel(mod, f"{outer.prefix}_k{self.idx}")
+        memcpy = mod.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
+        entry = fn.append_basic_block("entry")
+        head = fn.append_basic_block("cond")
+        step = fn.append_basic_block("body")
+        done = fn.append_basic_block("exit")
+        b = ir.IRBuilder(entry)
+        table = fn.args[0]
+        prog = outer.prog
+        types = [prog.buffers[bid].type for bid in loop.outputs]
+        nbytes = [I64(t.size * np.dtype(t.dtype.np).itemsize) for t in types]
+
+        def raw(bid: int) -> ir.Value:  # an enclosing-program buffer as i8*
+            return b.bitcast(outer.pointer(b, table, bid, prog.buffers[bid].type.dtype), I8P)
+
+        def copy(dst: ir.Value, src: ir.Value, i: int) -> None:
+            b.call(memcpy, [dst, src, nbytes[i], ir.Constant(I1, 0)])
+
+        outs = [raw(bid) for bid in loop.outputs]
+        cells = []
+        for i in range(n):
+            cell = b.alloca(I8P, name=f"state{i}")
+            b.store(outs[i], cell)
+            copy(outs[i], raw(loop.inputs[i]), i)
+            cells.append(cell)
+        tables = {}
+        for sub, plan, tag in ((cond, cplan, "c"), (body, bplan, "b")):
+            slots = plan["slots"]
+            tab = b.alloca(I8P, I64(max(len(slots), 1)), name=f"{tag}tab")
+            for j, slot in enumerate(slots):
+                if slot["kind"] == "param":
+                    p = loop.cond.params.index(slot["buffer"]) if tag == "c" else \
+                        loop.body.params.index(slot["buffer"])
+                    if p < n:
+                        continue  # carried: written from the state cells each iteration
+                    ptr = raw(loop.inputs[p])
+                else:
+                    key = ("loop", self.idx, tag, j)
+                    k = outer._slot(key, "temp", DType[slot["dtype"]], tuple(slot["shape"]))
+                    ptr = abi.load_buffer(b, table, k, I8)
+                b.store(ptr, b.gep(tab, [I64(j)]))
+            tables[tag] = (sub, tab, plan)
+        # body outputs: how each carried value is taken after an iteration
+        bprog = loop.body
+        stage: dict[int, ir.Value] = {}
+        first_of: dict[int, int] = {}
+        for i, o in enumerate(bprog.outputs):
+            role = bprog.buffers[o.buffer].role
+            if role is Role.PARAM:
+                p = bprog.params.index(o.buffer)
+                if p < n and p != i:
+                    k = outer._slot(("loop", self.idx, "stage", i), "temp", types[i].dtype,
+                                    types[i].shape)
+                    stage[i] = abi.load_buffer(b, table, k, I8)
+            elif role is not Role.CONST:
+                first_of.setdefault(o.buffer, i)
+        b.branch(head)
+
+        b.position_at_end(head)
+        for tag, (_, tab, plan) in tables.items():
+            for j, slot in enumerate(plan["slots"]):
+                params = loop.cond.params if tag == "c" else bprog.params
+                if slot["kind"] == "param" and params.index(slot["buffer"]) < n:
+                    b.store(b.load(cells[params.index(slot["buffer"])]), b.gep(tab, [I64(j)]))
+        csub, ctab, cplan_ = tables["c"]
+        b.call(mod.get_global(cplan_["run"]), [ctab])
+        pred_ref = loop.cond.outputs[0].buffer
+        pred = b.load(csub.pointer(b, ctab, pred_ref, DType.bool))
+        b.cbranch(b.icmp_unsigned("!=", pred, ir.Constant(pred.type, 0)), step, done)
+
+        b.position_at_end(step)
+        bsub, btab, bplan_ = tables["b"]
+        b.call(mod.get_global(bplan_["run"]), [btab])
+        for i, dst in stage.items():  # before any state buffer changes
+            p = bprog.params.index(bprog.outputs[i].buffer)
+            copy(dst, b.load(cells[p]), i)
+        for i, o in enumerate(bprog.outputs):  # swaps
+            if first_of.get(o.buffer) == i:
+                entry_ptr = b.gep(btab, [I64(bsub.slots[o.buffer])])
+                fresh = b.load(entry_ptr)
+                b.store(b.load(cells[i]), entry_ptr)
+                b.store(fresh, cells[i])
+        for i, o in enumerate(bprog.outputs):  # copies
+            role = bprog.buffers[o.buffer].role
+            if i in stage:
+                copy(b.load(cells[i]), stage[i], i)
+            elif role is Role.CONST:
+                src = bsub.pointer(b, btab, o.buffer, bprog.buffers[o.buffer].type.dtype)
+                copy(b.load(cells[i]), b.bitcast(src, I8P), i)
+            elif role is Role.PARAM:
+                p = bprog.params.index(o.buffer)
+                if p >= n:
+                    copy(b.load(cells[i]), raw(loop.inputs[p]), i)
+            elif first_of[o.buffer] != i:
+                copy(b.load(cells[i]), b.load(cells[first_of[o.buffer]]), i)
+        b.branch(head)
+
+        b.position_at_end(done)
+        for i in range(n):
+            cur = b.load(cells[i])
+            moved = b.icmp_unsigned("!=", b.ptrtoint(cur, I64), b.ptrtoint(outs[i], I64))
+            with b.if_then(moved):
+                copy(outs[i], cur, i)
+        b.ret_void()
+        return fn
 
 
 def _nbytes(slot: dict[str, Any]) -> int:
