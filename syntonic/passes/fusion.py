@@ -421,8 +421,11 @@ class _Planner:
             why = failures.get(u.owner)
             if why is None:
                 other_kind = self.groups[u.owner].kind
-                why = _No(Reason.OPAQUE, "its producer has no kernel lowering") \
-                    if other_kind == "opaque" else _No(Reason.VIEW, "read from a copy kernel")
+                why = _No(Reason.VIEW, "read from a copy kernel")
+                if other_kind == "opaque":
+                    why = _No(Reason.LOOP, "result of a while loop") \
+                        if self.groups[u.owner].ops[0].name == "while" \
+                        else _No(Reason.OPAQUE, "its producer has no kernel lowering")
             self.records.append((u.origin.root, c, gid, why.reason, why.detail))
 
     def join(self, c: Op, uses: list[_Use], members: list[int], fit: _Fit) -> int:
@@ -470,7 +473,8 @@ class _Planner:
         for r in c.results:
             grp.level[r] = Level.ELEM
             self.owner[r] = grp.id
-        reason = Reason.MATMUL if kind == "matmul" else Reason.OPAQUE
+        reason = Reason.MATMUL if kind == "matmul" else \
+            Reason.LOOP if c.name == "while" else Reason.OPAQUE
         for u in uses:
             grp.reads.add(u.origin.root)
             if u.owner is not None:

@@ -20,6 +20,7 @@ class Reason(enum.StrEnum):
     LAYOUT = "layout change of a computed value"
     MATMUL = "non-fusable op (matmul)"
     OPAQUE = "non-fusable op"
+    LOOP = "loop boundary"
     VIEW = "non-affine view"
     CYCLE = "cycle"
     SIZE = "size limit"
@@ -36,6 +37,9 @@ REASONS: dict[Reason, str] = {
     "elementwise epilogues over its output join its kernel",
     Reason.OPAQUE: "the op has no kernel lowering and runs on whole buffers through its "
     "reference rule",
+    Reason.LOOP: "a while loop reads and writes whole buffers: it carries them from one "
+    "iteration to the next (its cond and body are fused on their own; explain lists their "
+    "kernels under the loop)",
     Reason.VIEW: "a reshape of a strided view is not a view; the value is materialized by "
     "a copy kernel first",
     Reason.CYCLE: "fusing would make two kernels depend on each other",

@@ -63,6 +63,7 @@ class KernelReport:
     bytes_written: int
     writes: tuple[str, ...]
     boundaries: tuple[BoundaryReport, ...] = ()
+    loop: tuple[str, ...] = ()  # a while loop: how it runs, and its cond/body kernels
 
     @property
     def bytes_moved(self) -> int:
@@ -94,6 +95,7 @@ class KernelReport:
             lines.append(f"    at:   {', '.join(self.locations)}")
         for w in self.writes:
             lines.append(f"    writes {w}")
+        lines.extend(f"    {line}" for line in self.loop)
         return "\n".join(lines)
 
 
@@ -179,18 +181,51 @@ def build_report(function: str, traced: Graph, optimized: Graph, plan: FusionPla
             why += [f"{b.reason.value} (read by k{b.consumer})" for b in plan.boundaries
                     if b.producer == k and buffer_of.get(b.value) == bid]
             writes.append(f"{_buffer_text(prog, bid)}: "
-                          f"{', '.join(dict.fromkeys(why)) or 'read by a later kernel'}")
+                          f"{', '.join(dict.fromkeys(why)) or _unread(kernel)}")
         read = sum(prog.buffers[b].nbytes for b in kernel.reads)
         written = sum(prog.buffers[b].nbytes for b in kernel.writes)
         kernels.append(KernelReport(
             k, kernel.name, kernel.kind, kernel.space, kernel.reduce_axes,
             len(kernel.phases), kernel.ops, _user_ops(traced, kernel), read, written,
             tuple(writes), tuple(b for b in boundaries if b.consumer == k),
+            _loop_lines(kernel),
         ))
     outputs = tuple(f"output {i}: {_buffer_text(prog, o.buffer)}"
                     for i, o in enumerate(prog.outputs))
     return ExplainReport(function, len(traced.ops), len(optimized.ops), tuple(kernels),
                          boundaries, outputs, dict(stage_times))
+
+
+def _unread(kernel: Kernel) -> str:
+    return "a loop result nothing reads" if kernel.loop is not None else \
+        "read by a later kernel"
+
+
+def _loop_lines(kernel: Kernel) -> tuple[str, ...]:
+    """For a while loop: how the CPU runs it, then its cond and body kernels."""
+    loop = kernel.loop
+    if loop is None:
+        return ()
+    from syntonic.lower.cpu.codegen import native_program
+
+    def count(p: Program) -> str:
+        return f"{len(p.kernels)} kernel{'s' if len(p.kernels) != 1 else ''}"
+
+    native = native_program(loop.cond) and native_program(loop.body)
+    how = ("native loop on the CPU (no Python per iteration)" if native else
+           "runs through its reference rule on the CPU (a cond or body kernel is a matmul "
+           "or has no kernel lowering)")
+    lines = [f"loop: {loop.carried} carried values; cond {count(loop.cond)}, body "
+             f"{count(loop.body)}; {how}"]
+    for label, sub in (("cond", loop.cond), ("body", loop.body)):
+        for sk in sub.kernels:
+            names = ", ".join(dict.fromkeys(op.name for op in sk.ops))
+            space = f"[{','.join(map(str, sk.space))}]"
+            if sk.reduce_axes:
+                space += f" reducing axes [{','.join(map(str, sk.reduce_axes))}]"
+            lines.append(f"  {label} {sk.name}: {sk.kind} over {space}, {len(sk.phases)} "
+                         f"phase{'s' if len(sk.phases) != 1 else ''}; ops: {names}")
+    return tuple(lines)
 
 
 def _value_text(prog: Program, buffer_of: Mapping[Value, int], value: Value) -> str:
