@@ -44,6 +44,26 @@ def _view(spec: dict[str, Any]) -> View:
                 spec["offset"])
 
 
+def _operand_reader(spec: dict[str, Any], slot_dtypes: list[np.dtype]
+                    ) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """``read(arrays)``: a GEMM operand as a numpy view of its buffer (strides and offset
+    fixed at load time, so BLAS sees a transposed weight as a transpose, no copy); a
+    constant operand is materialized once; masked views gather (padding reads 0)."""
+    view = _view(spec["view"])
+    if "const" in spec:
+        data = np.asarray(spec["const"]["data"], DType[spec["const"]["dtype"]].np)
+        value = view.gather(data)
+        return lambda arrays: value
+    slot = spec["slot"]
+    if view.masked or view.size == 0 or any(st < 0 for st in view.strides):
+        return lambda arrays: view.gather(arrays[slot].reshape(-1))
+    dt = slot_dtypes[slot]
+    shape = tuple(view.shape)
+    strides = tuple(st * dt.itemsize for st in view.strides)
+    offset = view.offset * dt.itemsize
+    return lambda arrays: np.ndarray(shape, dt, arrays[slot], offset, strides)
+
+
 class NativeProgram:
     """Callable: ``native(*arrays) -> tuple of outputs``. See the module docstring."""
 
@@ -73,10 +93,11 @@ class NativeProgram:
         self.kernels = {s["symbol"]: cpu.kernel_function(addrs[s["symbol"]])
                         for s in plan["steps"] if s["kind"] == "native"}
         self._steps = plan["steps"]
+        slot_dtypes = [np.dtype(DType[s["dtype"]].np) for s in slots]
         for s in self._steps:
             if s["kind"] == "matmul":
-                s["_lhs"] = _view(s["lhs"]["view"])
-                s["_rhs"] = _view(s["rhs"]["view"])
+                s["_lhs"] = _operand_reader(s["lhs"], slot_dtypes)
+                s["_rhs"] = _operand_reader(s["rhs"], slot_dtypes)
         cfg = config.current()
         self.min_parallel = cfg.parallel_min_points
         if cfg.cpu_threads and cfg.cpu_threads != cpu.POOL.n_threads:
@@ -84,7 +105,7 @@ class NativeProgram:
         biggest = max((s["points"] for s in self._steps if s["kind"] == "native"), default=0)
         self._param_outputs = frozenset(o["param"] for o in self.outputs if "param" in o)
         self._pool: BufferPool | None = None
-        self._workspace: list[np.ndarray] | None = None
+        self._workspace: tuple[list[np.ndarray], ctypes.Array] | None = None
         self._workspace_lock = threading.Lock()
         self._keep_workspace = sum(math.prod(s) * dt.itemsize
                                    for s, dt in self.temp_slots) <= WORKSPACE_LIMIT
@@ -142,25 +163,37 @@ class NativeProgram:
         params = [np.ascontiguousarray(a, dt) for a, dt in zip(args, self.param_dtypes)]
         if outs is None:
             outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
-        # Temporaries live in one workspace per program, reused by every call; a call
-        # that finds it busy (another thread is inside) allocates its own.
+        front = params + outs
+        # Temporaries (and the buffer table that points at them) live in one workspace
+        # per program, reused by every call; a call that finds it busy (another thread is
+        # inside) makes its own.
         if self._workspace_lock.acquire(blocking=False):
             try:
-                temps = self._workspace
-                if temps is None:
-                    temps = [np.empty(shape, dt) for shape, dt in self.temp_slots]
+                ws = self._workspace
+                if ws is None:
+                    ws = self._new_workspace(len(front))
                     if self._keep_workspace:
-                        self._workspace = temps
-                self._run_steps(params + outs + temps)
+                        self._workspace = ws
+                self._run_steps(front, *ws)
             finally:
                 self._workspace_lock.release()
         else:
-            self._run_steps(params + outs + [np.empty(shape, dt)
-                                             for shape, dt in self.temp_slots])
+            self._run_steps(front, *self._new_workspace(len(front)))
         return self._collect(params, outs, forward)
 
-    def _run_steps(self, arrays: list[np.ndarray]) -> None:
-        table = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+    def _new_workspace(self, n_front: int) -> tuple[list[np.ndarray], ctypes.Array]:
+        temps = [np.empty(shape, dt) for shape, dt in self.temp_slots]
+        table = (ctypes.c_void_p * max(n_front + len(temps), 1))()
+        for i, t in enumerate(temps):
+            table[n_front + i] = t.ctypes.data
+        return temps, table
+
+    def _run_steps(self, front: list[np.ndarray], temps: list[np.ndarray],
+                   table: ctypes.Array) -> None:
+        """Run the plan's steps; `table` already points at `temps` (after `front`)."""
+        for i, a in enumerate(front):
+            table[i] = a.ctypes.data
+        arrays = front + temps
         addr = ctypes.addressof(table)
         pool = cpu.POOL
         for step in self._steps:
@@ -172,20 +205,9 @@ class NativeProgram:
                 else:
                     fn(addr, 0, step["items"])
             elif kind == "matmul":
-                lhs = self._operand(step["lhs"], step["_lhs"], arrays)
-                rhs = self._operand(step["rhs"], step["_rhs"], arrays)
-                out = arrays[step["out"]]
-                np.matmul(lhs, rhs, out=out)
+                np.matmul(step["_lhs"](arrays), step["_rhs"](arrays), out=arrays[step["out"]])
             else:
                 self._opaque(step["kernel"], arrays)
-
-    def _operand(self, spec: dict[str, Any], view: View, arrays: list[np.ndarray]
-                 ) -> np.ndarray:
-        if "const" in spec:
-            flat = np.asarray(spec["const"]["data"], DType[spec["const"]["dtype"]].np)
-        else:
-            flat = arrays[spec["slot"]].reshape(-1)
-        return view.gather(flat)
 
     def _opaque(self, kernel_index: int, arrays: list[np.ndarray]) -> None:
         from syntonic.lower.kernel_interp import run_kernel
