@@ -39,7 +39,7 @@ from syntonic.frontend.trace import (
     _positional,
 )
 from syntonic.frontend.tracer import Trace, Tracer, current_trace, tracing
-from syntonic.ir.errors import DTypeError, IRError, SyntonicError, TraceError
+from syntonic.ir.errors import BackendError, DTypeError, IRError, SyntonicError, TraceError
 from syntonic.ir.graph import Graph, Location
 from syntonic.ir.interpreter import interpret
 from syntonic.ir.types import DType, TensorType
@@ -55,6 +55,8 @@ class Compiled:
     (passes, fusion, LLVM; through the compile cache, see :mod:`syntonic.runtime.native`);
     ``"interpreter"`` runs the reference interpreter. With ``"auto"`` a backend failure
     (or llvmlite missing) warns once and falls back to the interpreter.
+    ``"cuda"``, and ``"auto"`` when CUDA is available, compile for the GPU instead
+    (:mod:`syntonic.runtime.gpu`); with ``"auto"`` a CUDA failure warns and uses the CPU.
     """
 
     def __init__(self, graph: Graph, out_tree: pytree.TreeDef, param_types: list[TensorType],
@@ -64,16 +66,17 @@ class Compiled:
         self.param_types = param_types
         self.device = device
         self.donated = donated  # leaf indices of donated arguments (see `jit`)
-        self._native: Any = None
+        self._native: Any = None  # the runner: a NativeProgram or a GpuProgram
+        self._cpu: Any = None
         self._single = out_tree.kind == "leaf"
 
     def native(self) -> Any:
         """The compiled CPU program (a :class:`~syntonic.runtime.native.NativeProgram`)."""
-        if self._native is None:
+        if self._cpu is None:
             from syntonic.runtime.native import compile_graph
 
-            self._native = compile_graph(self.graph)
-        return self._native
+            self._cpu = compile_graph(self.graph)
+        return self._cpu
 
     def run(self, leaves: list[Any]) -> Any:
         native = self._native
@@ -92,8 +95,13 @@ class Compiled:
     def _compile_or_fallback(self) -> Any:
         if self.device == "interpreter" or self._native is False:
             return None
+        gpu = self._compile_gpu()
+        if gpu is not None:
+            self._native = gpu
+            return gpu
         try:
-            return self.native()
+            self._native = self.native()
+            return self._native
         except (ImportError, SyntonicError) as exc:
             if self.device == "cpu":
                 raise
@@ -102,6 +110,24 @@ class Compiled:
             warnings.warn(f"sn.jit: the CPU backend failed for @{self.graph.name} ({exc}); "
                           "running the reference interpreter instead", stacklevel=4)
             self._native = False
+            return None
+
+    def _compile_gpu(self) -> Any:
+        """The GpuProgram when this signature runs on CUDA (see ``gpu.use_cuda``)."""
+        from syntonic.runtime import gpu
+
+        if not gpu.use_cuda(self.device):
+            return None
+        try:
+            return gpu.compile_graph_gpu(self.graph)
+        except (ImportError, SyntonicError) as exc:
+            if self.device == "cuda":
+                raise
+            import warnings
+
+            warnings.warn(f"sn.jit: the CUDA backend failed for @{self.graph.name} ({exc}); "
+                          "running on the CPU instead", gpu.DeviceWarning,
+                          stacklevel=gpu.user_stacklevel())
             return None
 
     def _interpret(self, leaves: list[Any]) -> Any:
@@ -121,11 +147,6 @@ class JitFunction:
             raise TraceError(f"sn.jit needs a function, got {type(fn).__name__}")
         if device not in DEVICES:
             raise SyntonicError(f"unknown device {device!r}: expected one of {', '.join(DEVICES)}")
-        if device == "cuda":
-            raise SyntonicError(
-                "device='cuda': this build of Syntonic has no CUDA backend yet; use "
-                "device='cpu' or 'auto'"
-            )
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.device = device
@@ -180,30 +201,44 @@ class JitFunction:
             self._cache[key] = entry
         return entry.graph
 
-    def lower(self, *args: Any, **kwargs: Any) -> Any:
+    def lower(self, *args: Any, device: str | None = None, **kwargs: Any) -> Any:
         """Every compile stage for these arguments (arrays or ``sn.spec``): a ``Lowered``.
 
         ``f.lower(x).text(stage)`` for ``traced``, each pass, ``optimized`` and
-        ``kernels``; ``.to_dot()``, ``.explain()``. Example::
+        ``kernels``; ``.to_dot()``, ``.explain()``. The CPU backend adds ``llvm`` and
+        ``asm``; ``device="cuda"`` (or ``"auto"`` with a GPU present) adds ``cuda`` (the
+        generated CUDA C, each kernel annotated with the user's ``file:line``) and ``ptx``
+        (NVRTC; ``compute_90`` without a GPU), which need no GPU. `device` defaults to the
+        function's own; a parameter of `fn` named ``device`` is passed positionally here.
+        Example::
 
             print(step.lower(sn.spec("f32[4,248]")).text("kernels"))
+            print(step.lower(sn.spec("f32[4,248]"), device="cuda").text("ptx"))
         """
         import time
 
         from syntonic.runtime.lowered import lower_graph
 
+        device = self.device if device is None else device
+        if device not in DEVICES:
+            raise SyntonicError(f"unknown device {device!r}: expected one of {', '.join(DEVICES)}")
         start = time.perf_counter()
         key, _, bound = self._signature(args, kwargs, for_call=False)
         cached = key in self._cache
         graph = self.trace(*args, **kwargs)
         backend = None
-        if self.device in ("auto", "cpu"):
+        if device in ("auto", "cpu"):
             entry = self._cache[key]
             # backend stages compile on demand (through the compile cache)
             backend = {"llvm": lambda: entry.native().text("llvm"),
                        "asm": lambda: entry.native().text("asm")}
+        cuda_stages = device == "cuda"
+        if device == "auto":
+            from syntonic.runtime import cuda
+
+            cuda_stages = cuda.available()[0]
         return lower_graph(graph, None if cached else time.perf_counter() - start,
-                           backend_stages=backend)
+                           backend_stages=backend, cuda_stages=cuda_stages)
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """How this function compiles for these arguments: an ``ExplainReport``.
@@ -289,12 +324,37 @@ class JitFunction:
         if isinstance(leaf, Tracer):
             raise _call_error(
                 TraceError, f"argument {name!r} is a traced value from `{leaf.trace.name}`")
+        if hasattr(leaf, "__cuda_array_interface__"):
+            return self._device_leaf_key(name, leaf, for_call)
         raise _call_error(
             TraceError,
             f"argument {name!r} of `{self.__name__}` is a {type(leaf).__name__}",
             "pass numpy arrays or Python numbers, or mark it static with "
             f"sn.jit(static_argnames=({name!r},))",
         )
+
+    def _device_leaf_key(self, name: str, leaf: Any, for_call: bool) -> Any:
+        """Key of a CUDA array argument (a DeviceArray or ``__cuda_array_interface__``):
+        its dtype and shape, as for numpy arrays; the call then runs on the GPU."""
+        from syntonic.runtime import cuda
+        from syntonic.runtime.device import as_device_array
+
+        try:
+            arr = as_device_array(leaf, name=f"argument {name!r} of `{self.__name__}`")
+        except SyntonicError as exc:
+            raise _call_error(type(exc), str(exc)) from None
+        if for_call and self.device in ("cpu", "interpreter"):
+            raise _call_error(
+                TraceError,
+                f"argument {name!r} of `{self.__name__}` is a CUDA array, but the function "
+                f"is jitted with device={self.device!r}",
+                f"pass a host array (e.g. {name}.numpy()) or use sn.jit(device='auto')")
+        if for_call and not cuda.available()[0]:
+            raise _call_error(
+                BackendError,
+                f"argument {name!r} of `{self.__name__}` is a CUDA array, but CUDA is not "
+                f"available: {cuda.available()[1]}")
+        return (arr.dtype, arr.shape)
 
     def _trace(self, bound: inspect.BoundArguments) -> Compiled:
         code = getattr(self.fn, "__code__", None)
@@ -311,7 +371,7 @@ class JitFunction:
                 flat, tree = pytree.flatten(value)
                 traced = []
                 for i, leaf in enumerate(flat):
-                    t, weak = _leaf_type(leaf)
+                    t, weak = _leaf_type(_host_spec(leaf))
                     hint = name if len(flat) == 1 else f"{name}_{i}"
                     traced.append(Tracer(trace.builder.param(t, hint), trace, weak))
                     if name in self.donate_argnames:
@@ -324,6 +384,16 @@ class JitFunction:
             values = [_output_value(v, self.__name__) for v in out_leaves]
         graph = verify(trace.builder.build(values))
         return Compiled(graph, out_tree, param_types, self.device, tuple(donated))
+
+
+def _host_spec(leaf: Any) -> Any:
+    """A CUDA array argument stands in as an ``ArraySpec`` while tracing (no copy)."""
+    if hasattr(leaf, "__cuda_array_interface__"):
+        from syntonic.runtime.device import as_device_array
+
+        arr = as_device_array(leaf)
+        return ArraySpec(TensorType(DType.from_numpy(arr.dtype), arr.shape))
+    return leaf
 
 
 def _announce(graph: Graph) -> None:

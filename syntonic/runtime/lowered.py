@@ -155,12 +155,15 @@ class Lowered:
 
 def lower_graph(graph: Graph, trace_seconds: float | None = None,
                 announce: bool = True,
-                backend_stages: dict[str, Callable[[], str]] | None = None) -> Lowered:
+                backend_stages: dict[str, Callable[[], str]] | None = None,
+                cuda_stages: bool = False) -> Lowered:
     """Run the pipeline, fusion and kernel lowering on a traced graph.
 
     `backend_stages` (``llvm``, ``asm`` ...) are attached before announcing, so dumps
-    cover them too. With `announce`, honours ``config.dump_dir`` (writes the dumps) and
-    ``config.explain`` (prints the report to stderr).
+    cover them too; so are ``cuda`` and ``ptx`` with `cuda_stages` (no GPU needed, see
+    :func:`syntonic.runtime.gpu.cuda_stages`). With `announce`, honours
+    ``config.dump_dir`` (writes the dumps) and ``config.explain`` (prints the report to
+    stderr).
     """
     cfg = config.current()
     times: dict[str, float] = {}
@@ -182,6 +185,11 @@ def lower_graph(graph: Graph, trace_seconds: float | None = None,
     low = Lowered(graph.name, graphs, plan, program, buffer_of, times)
     for name, text in (backend_stages or {}).items():
         low.add_stage(name, text)
+    if cuda_stages:
+        from syntonic.runtime.gpu import cuda_stages as make_cuda_stages
+
+        for name, text in make_cuda_stages(program).items():
+            low.add_stage(name, text)
     if announce and cfg.dump_dir:
         low.dump(cfg.dump_dir)
     if announce and cfg.explain:
