@@ -258,7 +258,7 @@ def to_device(array: Any, device: int = 0) -> DeviceArray:
         return array
     if hasattr(array, "__cuda_array_interface__"):
         return as_device_array(array, device)
-    host = np.ascontiguousarray(array)
+    host = np.asarray(array, order="C")
     _check_dtype(host.dtype, "sn.to_device")
     cuda.require()
     out = empty(host.shape, host.dtype, device)

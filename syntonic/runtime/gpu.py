@@ -305,7 +305,7 @@ class GpuProgram:
                                  f"{self.device_index}; copy it with sn.to_device(x.numpy(), "
                                  f"device={self.device_index})")
             return arr
-        host = np.ascontiguousarray(np.asarray(a, want.dtype.np))
+        host = np.asarray(a, want.dtype.np, order="C")
         if host.shape != want.shape:
             raise TraceError(f"argument {i} of @{self.program.name} has shape "
                              f"{list(host.shape)}; the compiled program expects {want}")
