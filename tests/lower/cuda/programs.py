@@ -73,8 +73,9 @@ def batched_matmul(b: int, m: int, k: int, n: int, dt: DType = DType.f32,
     nodes = (Acc(0, dt), Apply("tanh", (0,), (), dt), Const(2.0, dt),
              Apply("mul", (1, 2), (), dt))
     c = Contraction(0, Operand(0, View.contiguous((b, m, k))), Operand(1, rhs_view), dt)
-    kern = Kernel("k_bmm", space, (), nodes, (Phase(stores=(Store(2, View.contiguous(space), 3),)),),
-                  contraction=c, ops=(SourceOp("matmul", Location("nn.py", 7)),))
+    phase = Phase(stores=(Store(2, View.contiguous(space), 3),))
+    ops = (SourceOp("matmul", Location("nn.py", 7)),)
+    kern = Kernel("k_bmm", space, (), nodes, (phase,), contraction=c, ops=ops)
     return Program("bmm", bufs, (0, 1), (OutputRef(2, TensorType(dt, space)),), (kern,))
 
 
