@@ -427,7 +427,7 @@ class Event:
 
     def __init__(self) -> None:
         drv = driver()
-        self.handle = check(drv.cuEventCreate(drv.CUevent_flags.CU_EVENT_DEFAULT),
+        self.handle = check(drv.cuEventCreate(int(drv.CUevent_flags.CU_EVENT_DEFAULT)),
                             "cuEventCreate")
 
     def record(self) -> None:

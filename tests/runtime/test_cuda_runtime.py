@@ -608,3 +608,16 @@ def test_warm_process_skips_nvrtc(tmp_path, monkeypatch):
         second = gpu.build_binary(source, "sm_90", "warm")
         assert gpu.binary_key(source, "sm_80") != gpu.binary_key(source, "sm_90")
     assert second.cached and second.cubin == first.cubin and second.ptx == first.ptx
+
+
+def test_gpu_benchmark_script_keeps_the_rest_of_the_readme(tmp_path):
+    """bench/run_gpu.py imports without a GPU and only rewrites its marked section."""
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[2] / "bench" / "run_gpu.py"))
+    readme = tmp_path / "README.md"
+    readme.write_text("# CPU benchmarks\n\n| a | b |\n")
+    bench["write_section"](readme, "## GPU v1")
+    bench["write_section"](readme, "## GPU v2")
+    text = readme.read_text()
+    assert text.startswith("# CPU benchmarks\n\n| a | b |\n")
+    assert "## GPU v2" in text and "## GPU v1" not in text
+    assert text.count(bench["BEGIN"]) == 1 and text.count(bench["END"]) == 1
