@@ -94,9 +94,20 @@ def build_binary(source: str, arch: str, name: str = "syntonic") -> Binary:
     entry = cache.get(key)
     if entry is not None and entry.meta.get("kind") == "cuda":
         return Binary(entry.obj, entry.meta["ptx"], arch, entry.meta["nvrtc"], cached=True)
-    virtual = "compute_" + arch.removeprefix("sm_")
-    cubin = nvrtc.compile_cubin(source, arch, name)
-    ptx = nvrtc.compile_ptx(source, virtual, name)
+    number = int(arch.removeprefix("sm_"))
+    known = nvrtc.supported_archs()
+    if number in known:
+        cubin = nvrtc.compile_cubin(source, arch, name)
+        ptx = nvrtc.compile_ptx(source, f"compute_{number}", name)
+    else:  # a device newer (or older) than this NVRTC: PTX for the nearest arch below
+        lower = [a for a in known if a <= number]
+        if not lower:
+            raise BackendError(
+                f"NVRTC {major}.{minor} cannot compile for {arch} (it supports sm_"
+                f"{', sm_'.join(map(str, known))}); install an nvidia-cuda-nvrtc that "
+                "supports this GPU and that the driver accepts")
+        cubin = b""  # the driver JIT-compiles the PTX (Device.load_module)
+        ptx = nvrtc.compile_ptx(source, f"compute_{max(lower)}", name)
     version = f"{major}.{minor}"
     cache.put(key, cache.Entry({"kind": "cuda", "ptx": ptx, "arch": arch, "nvrtc": version,
                                 "name": name}, cubin))

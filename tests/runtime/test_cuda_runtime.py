@@ -621,3 +621,17 @@ def test_gpu_benchmark_script_keeps_the_rest_of_the_readme(tmp_path):
     assert text.startswith("# CPU benchmarks\n\n| a | b |\n")
     assert "## GPU v2" in text and "## GPU v1" not in text
     assert text.count(bench["BEGIN"]) == 1 and text.count(bench["END"]) == 1
+
+
+def test_an_arch_nvrtc_does_not_know_gets_ptx_or_a_clear_error(tmp_path):
+    from syntonic.lower.cuda import nvrtc
+    from syntonic.runtime import cache
+
+    if not nvrtc.available():
+        pytest.skip("needs cuda-bindings with NVRTC")
+    source = generate(_program(lambda x: x * 3.0, np.ones(4, np.float32))[1], "arch").source
+    with cache.configure(mode="off", dir=tmp_path):
+        newer = gpu.build_binary(source, "sm_95", "arch")  # between sm_90 and sm_100
+        assert newer.cubin == b"" and ".target sm_90" in newer.ptx
+        with pytest.raises(BackendError, match="cannot compile for sm_50"):
+            gpu.build_binary(source, "sm_50", "arch")
