@@ -542,7 +542,13 @@ class _KernelGen:
 
     # ------------------------------------------------------------ coordinates
     def decompose(self, var: str, axes: list[int], scope: _Scope) -> None:
-        """Coordinates of `axes` (row-major) from the flat index `var`."""
+        """Coordinates of `axes` (row-major) from the flat index `var`.
+
+        When `axes` are the whole space, `var` is also its flat index (coordinate key -1):
+        a contiguous view then reads at `var` without recombining the coordinates.
+        """
+        if axes == list(range(len(self.k.space))):
+            scope.coords[-1] = var
         live = [a for a in axes if self.k.space[a] != 1]
         for a in axes:
             scope.coords[a] = "0"
@@ -559,6 +565,8 @@ class _KernelGen:
 
     def offset(self, view: View, coords: dict[int, str]) -> tuple[str, str | None]:
         """C expressions for the element offset of `view` and its validity (None: valid)."""
+        if -1 in coords and view.shape == self.k.space and view.is_contiguous:
+            return coords[-1], None
         terms = [str(view.offset)] if view.offset else []
         guards: list[str] = []
         for a, d in enumerate(view.dims):
@@ -719,6 +727,9 @@ class _KernelGen:
                               f"r += blockDim.x)"):
                 scope = _Scope(row_scope)
                 self.decompose("r", list(self.k.reduce_axes), scope)
+                r = len(self.k.space)
+                if self.k.reduce_axes == tuple(range(r - len(self.k.reduce_axes), r)):
+                    scope.coords[-1] = f"(row * {inner} + r)"  # trailing axes: row-major
                 for r in phase.reductions:
                     self.accumulate(r, scope)
                 for st in phase.stores:
