@@ -148,6 +148,7 @@ from syntonic.frontend.control import cond, while_loop  # noqa: E402
 # isort: split
 # CUDA runtime: device arrays, availability, device selection (cuda-bindings is lazy).
 from syntonic.ir.errors import BackendError  # noqa: E402
+from syntonic.runtime.cuda import DeviceWarning  # noqa: E402
 from syntonic.runtime.cuda import available as cuda_available  # noqa: E402
 from syntonic.runtime.device import (  # noqa: E402
     DeviceArray,
@@ -155,4 +156,3 @@ from syntonic.runtime.device import (  # noqa: E402
     device_pool,
     to_device,
 )
-from syntonic.runtime.gpu import DeviceWarning  # noqa: E402

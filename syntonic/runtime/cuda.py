@@ -95,6 +95,11 @@ def _error_name(err: Any) -> str:
     return getattr(err, "name", str(err))
 
 
+class DeviceWarning(UserWarning):
+    """``device="auto"`` runs on the CPU because CUDA is unavailable (said once per
+    process), or the CUDA backend failed for a function and the CPU runs it instead."""
+
+
 # ------------------------------------------------------------------ availability
 
 
@@ -449,6 +454,6 @@ class Event:
             pass
 
 
-__all__ = ["Device", "DeviceProperties", "Event", "Module", "available", "check",
+__all__ = ["Device", "DeviceProperties", "DeviceWarning", "Event", "Module", "available", "check",
            "device_for", "driver", "driver_version", "get_device", "launch", "nvrtc_version",
            "require", "reset_availability"]

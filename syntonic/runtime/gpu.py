@@ -44,6 +44,7 @@ from syntonic.ir.errors import BackendError, TraceError
 from syntonic.lower.cuda.plan import BufferArg, CudaModule, GridArg, Launch, ScratchArg
 from syntonic.lower.kernel import Kernel, Program, Role
 from syntonic.runtime import cache, cuda
+from syntonic.runtime.cuda import DeviceWarning
 from syntonic.runtime.device import (
     DeviceArray,
     as_device_array,
@@ -388,11 +389,6 @@ def _opaque_io(k: Kernel, prog: Program) -> tuple[set[int], set[int]]:
 
 
 # ------------------------------------------------------------------ device selection
-
-
-class DeviceWarning(UserWarning):
-    """``device="auto"`` runs on the CPU because CUDA is unavailable (said once), or the
-    CUDA backend failed for a function and the CPU runs it instead."""
 
 
 _reported: list[str] = []
