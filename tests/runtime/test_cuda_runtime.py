@@ -68,6 +68,7 @@ class FakeDriver:
                                CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR=75,
                                CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR=76)
     CUfunction_attribute = _Enum(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES=8)
+    CUevent_flags = _Enum(CU_EVENT_DEFAULT=0)
     NAMES = {0: "CUDA_SUCCESS", 1: "CUDA_ERROR_INVALID_VALUE", 2: "CUDA_ERROR_OUT_OF_MEMORY",
              218: "CUDA_ERROR_INVALID_PTX", 222: "CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
              500: "CUDA_ERROR_NOT_FOUND"}
@@ -191,6 +192,25 @@ class FakeDriver:
             return 500, None
 
     def cuFuncSetAttribute(self, fn, attr, value):  # noqa: N802
+        return (0,)
+
+    # events: a host clock
+    def cuEventCreate(self, flags):  # noqa: N802
+        return 0, [0.0]
+
+    def cuEventRecord(self, event, stream):  # noqa: N802
+        import time
+
+        event[0] = time.perf_counter()
+        return (0,)
+
+    def cuEventSynchronize(self, event):  # noqa: N802
+        return (0,)
+
+    def cuEventElapsedTime(self, start, end):  # noqa: N802
+        return 0, (end[0] - start[0]) * 1e3
+
+    def cuEventDestroy(self, event):  # noqa: N802
         return (0,)
 
     def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra):  # noqa: N802
@@ -635,3 +655,32 @@ def test_an_arch_nvrtc_does_not_know_gets_ptx_or_a_clear_error(tmp_path):
         assert newer.cubin == b"" and ".target sm_90" in newer.ptx
         with pytest.raises(BackendError, match="cannot compile for sm_50"):
             gpu.build_binary(source, "sm_50", "arch")
+
+
+def test_auto_falls_back_to_the_cpu_when_cuda_compilation_fails(fake_gpu, monkeypatch):
+    def broken(*args, **kwargs):
+        raise BackendError("NVRTC could not compile (test)")
+
+    monkeypatch.setattr(gpu, "build_binary", broken)
+    f = sn.jit(lambda x: x + 1.0)
+    with pytest.warns(sn.DeviceWarning, match="CUDA backend failed.*running on the CPU"):
+        y = f(np.zeros(3, np.float32))
+    np.testing.assert_array_equal(y, np.ones(3, np.float32))
+    with pytest.raises(BackendError, match="NVRTC could not compile"):
+        sn.jit(lambda x: x + 1.0, device="cuda")(np.zeros(3, np.float32))
+
+
+def test_events_and_benchmark_timer(fake_gpu):
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[2] / "bench" / "run_gpu.py"))
+    x = sn.to_device(np.ones(64, np.float32))
+    seconds = bench["time_events"](lambda: bench["copy_sn"](x), 2, 3)
+    assert 0 < seconds < 10
+    start, end = cuda.Event(), cuda.Event()
+    start.record()
+    end.record()
+    assert start.elapsed_ms(end) >= 0
+
+
+def test_lower_auto_with_a_gpu_has_both_backends(fake_gpu):
+    low = sn.jit(lambda x: x * 2.0).lower(sn.spec("f32[8]"))
+    assert {"llvm", "cuda", "ptx"} <= set(low.stages)
