@@ -106,8 +106,9 @@ def build(modules: Sequence[CudaModule], opt: str = "-O1") -> Library:
     cache = Path(tempfile.gettempdir()) / "syntonic-cuda-emu"
     cache.mkdir(parents=True, exist_ok=True)
     so = cache / f"lib{key}.so"
-    src = cache / f"{key}.cpp"
     if not so.exists():
+        # per-process names, then atomic renames: concurrent test runs share the cache
+        src = cache / f"{key}.{os.getpid()}.cpp"
         src.write_text(source)
         tmp = cache / f"lib{key}.{os.getpid()}.tmp.so"
         cmd = [cxx, opt, "-std=c++20", "-shared", "-fPIC", "-pthread", "-w",
@@ -117,6 +118,7 @@ def build(modules: Sequence[CudaModule], opt: str = "-O1") -> Library:
             raise BackendError(f"the C++ compiler rejected the emulated CUDA source {src}:\n"
                                f"{proc.stderr[-6000:]}\ncommand: {' '.join(cmd)}")
         os.replace(tmp, so)
+        os.replace(src, cache / f"{key}.cpp")  # kept next to the library, for reading
     lib = _loaded.get(str(so))
     if lib is None:
         lib = _loaded[str(so)] = ctypes.CDLL(str(so))

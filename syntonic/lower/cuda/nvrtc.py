@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,9 @@ def source_path(source: str, name: str = "syntonic") -> Path:
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
     path = folder / f"{safe}-{digest}.cu"
     if not path.exists():
-        path.write_text(source)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)  # atomic: a concurrent compile never sees half a file
     return path
 
 

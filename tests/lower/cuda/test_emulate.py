@@ -53,7 +53,7 @@ def test_many_blocks_and_rows_per_block(modules):
     for cid in ("row-normalize-f32", "matmul-odd", "large-elementwise-tanh"):
         case = next(c for c in CASES if c.id == cid)
         want = run_program(case.program, *case.args)
-        for grid, block in ((1, 32), (16, 128)):
+        for grid, block in ((1, 32), (16, 128), (2, 256)):
             got = emulate.run(case.program, mods[cid], case.args, library=lib, max_grid=grid,
                               block=block)
             check(case, got, want)
