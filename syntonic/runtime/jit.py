@@ -436,6 +436,16 @@ def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",
                 x = sn.dhsr_cycle(x)
             return x
 
+    **Devices.** ``device="auto"`` (default) runs on CUDA when ``sn.cuda_available()``
+    says so and otherwise on the CPU, warning once per process why (``sn.DeviceWarning``);
+    ``"cuda"`` requires a GPU (one ``BackendError`` at the first call without one);
+    ``"cpu"`` and ``"interpreter"`` never use the GPU. On CUDA, device arrays
+    (``sn.to_device(x)``, or any CuPy/PyTorch/Numba array through
+    ``__cuda_array_interface__``, read without a copy) give device-array results; numpy
+    inputs are uploaded per call and the results downloaded::
+
+        y = step(sn.to_device(x))      # y: sn.DeviceArray; y.numpy() copies it back
+
     **Donation.** ``donate_argnums`` (positions) and ``donate_argnames`` (names) mark
     arguments (arrays or pytrees of arrays, e.g. parameters and optimizer state) whose
     memory the compiled program may reuse, as in JAX: the caller promises not to use a
