@@ -165,6 +165,8 @@ def all_cases() -> tuple[Case, ...]:
         rng.integers(-2**31, 2**31, (21, 10)).astype(np.int32))
     add("matmul-inside-row-reduction", C.matmul_row_sum(7, 13, 10),
         data(rng, DType.f32, (7, 13)), data(rng, DType.f32, (13, 10)), tol=1e-5)
+    add("matmul-inside-full-reduction", C.matmul_row_sum(6, 11, 9, full=True),
+        data(rng, DType.f32, (6, 11)), data(rng, DType.f32, (11, 9)), tol=1e-5)
     add("views-masks-iota-constants", P.views_program(), data(rng, DType.f32, (5, 4)))
     add("views-interior-pad-slice", C.strided_views(), data(rng, DType.f64, (3, 3)),
         data(rng, DType.f64, (7,)))

@@ -91,20 +91,22 @@ def int_matmul(m: int, k: int, n: int, dt: DType = DType.i32) -> Program:
     return Program("imm", bufs, (0, 1), (OutputRef(2, TensorType(dt, space)),), (kern,))
 
 
-def matmul_row_sum(m: int, k: int, n: int) -> Program:
-    """sum(x @ w, axis=1): a contraction inside a row-reduction kernel (untiled K loop)."""
+def matmul_row_sum(m: int, k: int, n: int, full: bool = False) -> Program:
+    """sum(x @ w, axis=1) (or over both axes): a contraction inside a reduction kernel
+    (the untiled K loop)."""
     dt = DType.f32
     space = (m, n)
-    out_v = View.contiguous((m, 1)).broadcast(space)
+    out_shape = (1, 1) if full else (m, 1)
+    out_v = View.contiguous(out_shape).broadcast(space)
     bufs = (_buf(0, dt, (m, k), Role.PARAM), _buf(1, dt, (k, n), Role.PARAM),
-            _buf(2, dt, (m, 1), Role.OUTPUT))
+            _buf(2, dt, out_shape, Role.OUTPUT))
     c = Contraction(0, Operand(0, View.contiguous((m, k))), Operand(1, View.contiguous((k, n))),
                     dt)
     nodes = (Acc(0, dt), Acc(1, dt))
-    kern = Kernel("k_mmsum", space, (1,), nodes,
+    kern = Kernel("k_mmsum", space, (0, 1) if full else (1,), nodes,
                   (Phase(reductions=(Reduction(1, "sum", 0, dt),),
                          row_stores=(Store(2, out_v, 1),)),), contraction=c)
-    return Program("mmsum", bufs, (0, 1), (OutputRef(2, TensorType(dt, (m, 1))),), (kern,))
+    return Program("mmsum", bufs, (0, 1), (OutputRef(2, TensorType(dt, out_shape)),), (kern,))
 
 
 def with_opaque(rows: int, n: int) -> Program:
