@@ -226,6 +226,30 @@ class Opaque:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class RowBlocks:
+    """A row-local loop (:mod:`syntonic.passes.rowlocal`) split into blocks of rows.
+
+    Each block of `block` rows (the last one `rows % block` rows, run by the `tail_*`
+    programs) runs the whole loop on its own rows until its own rows are all inactive.
+    The block programs are the regions rebuilt for that many rows; `row_params[i]` says
+    whether region parameter i (carried values first) is indexed by row (the block reads
+    its rows) or shared (read whole).
+    """
+
+    rows: int
+    block: int
+    row_params: tuple[bool, ...]
+    cond: Program
+    body: Program
+    tail_cond: Program | None = None
+    tail_body: Program | None = None
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.rows // self.block)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Loop:
     """A ``while`` op lowered to two sub-programs that backends run as a native loop.
 
@@ -242,6 +266,8 @@ class Loop:
     carried: int
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    row_blocks: RowBlocks | None = None  # set when the loop is row-local
+    not_row_local: str = ""  # otherwise, why not
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,5 +534,5 @@ def space_size(k: Kernel) -> int:
 __all__ = [
     "Acc", "Apply", "Buffer", "Const", "Contraction", "Iota", "Kernel", "Level", "Load", "Node",
     "Loop", "Opaque", "Operand", "OutputRef", "Phase", "Program", "REDUCTION_COMBINE", "Reduction",
-    "Role", "SourceOp", "Store", "acc_dependencies", "check_kernel", "space_size",
+    "Role", "RowBlocks", "SourceOp", "Store", "acc_dependencies", "check_kernel", "space_size",
 ]

@@ -150,16 +150,32 @@ def _run_loop(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:
     """A :class:`~syntonic.lower.kernel.Loop`: its sub-programs, run as the loop says."""
     loop = k.loop
     assert loop is not None
-    def arg(b: int, prog_: Program, i: int) -> np.ndarray:
-        return flat[b].reshape(prog_.buffers[prog_.params[i]].type.shape)
-
-    state = [arg(b, loop.body, i) for i, b in enumerate(loop.inputs[:loop.carried])]
-    consts = [arg(b, loop.body, loop.carried + i)
-              for i, b in enumerate(loop.inputs[loop.carried:])]
-    while bool(run_program(loop.cond, *state, *consts)[0]):
-        state = list(run_program(loop.body, *state, *consts))
-    for b, value in zip(loop.outputs, state):
+    n = loop.carried
+    args = [flat[b].reshape(loop.body.buffers[loop.body.params[i]].type.shape)
+            for i, b in enumerate(loop.inputs)]
+    rb = loop.row_blocks
+    if rb is None:
+        final = _iterate(loop.cond, loop.body, args, n)
+    else:  # each block of rows runs the loop on its own rows (see RowBlocks)
+        parts = []
+        for r0 in range(0, rb.rows, rb.block):
+            rows = min(rb.block, rb.rows - r0)
+            cond, body = (rb.cond, rb.body) if rows == rb.block else (rb.tail_cond,
+                                                                       rb.tail_body)
+            assert cond is not None and body is not None
+            block = [a[r0:r0 + rows] if r else a for a, r in zip(args, rb.row_params)]
+            parts.append(_iterate(cond, body, block, n))
+        final = [np.concatenate([p[i] for p in parts]) for i in range(n)]
+    for b, value in zip(loop.outputs, final):
         flat[b][...] = value.reshape(-1)
+
+
+def _iterate(cond: Program, body: Program, args: list[np.ndarray], carried: int
+             ) -> list[np.ndarray]:
+    state, consts = list(args[:carried]), list(args[carried:])
+    while bool(run_program(cond, *state, *consts)[0]):
+        state = list(run_program(body, *state, *consts))
+    return state
 
 
 def _run_opaque(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:

@@ -94,6 +94,10 @@ def format_kernel(k: Kernel) -> str:
         ins = ", ".join(f"b{b}" for b in lp.inputs)
         outs = ", ".join(f"b{b}" for b in lp.outputs)
         lines.append(f"  {outs} = while {ins} {{carried={lp.carried}}}   // native loop")
+        rb = lp.row_blocks
+        lines.append(f"  row-local: blocks of {rb.block} rows (of {rb.rows}); row params "
+                     f"{[i for i, r in enumerate(rb.row_params) if r]}" if rb is not None
+                     else f"  not row-local: {lp.not_row_local}")
         for label, sub in (("cond", lp.cond), ("body", lp.body)):
             lines.append(f"  {label}:")
             lines += ["    " + line if line else "" for line in sub.text().splitlines()]

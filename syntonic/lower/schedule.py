@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from syntonic.ir.graph import Op, Value
+from syntonic.ir.graph import Graph, Op, Value
 from syntonic.ir.registry import Trait
 from syntonic.ir.types import TensorType
 from syntonic.lower.kernel import (
@@ -43,12 +43,14 @@ from syntonic.lower.kernel import (
     Program,
     Reduction,
     Role,
+    RowBlocks,
     SourceOp,
     Store,
     acc_dependencies,
 )
 from syntonic.lower.view import View, contiguous_strides, row_embedding, row_shapes
 from syntonic.passes.fusion import FusionPlan, Group, Origin, fuse
+from syntonic.passes.rowlocal import RowLocal, analyze_loop, with_rows
 
 
 @dataclass
@@ -229,8 +231,33 @@ def _loop(name: str, op: Op, opaque: Opaque) -> Loop:
     The regions were optimized with the enclosing graph (the pipeline recurses into them).
     """
     cond, body = opaque.regions
-    return Loop(lower_to_kernels(fuse(cond)), lower_to_kernels(fuse(body)),
-                int(op.attr["carried"]), opaque.inputs, opaque.outputs)
+    carried = int(op.attr["carried"])
+    info = analyze_loop(cond, body, carried)
+    blocks = _row_blocks(cond, body, carried, info) if isinstance(info, RowLocal) else None
+    return Loop(lower_to_kernels(fuse(cond)), lower_to_kernels(fuse(body)), carried,
+                opaque.inputs, opaque.outputs, blocks, info if isinstance(info, str) else "")
+
+
+# Rows per block of a row-local loop: the carried rows of a block take about this many
+# bytes, so a block's state and temporaries stay in the core's L2 across iterations.
+ROW_BLOCK_BYTES = 64 * 1024
+
+
+def _row_blocks(cond: Graph, body: Graph, carried: int, info: RowLocal) -> RowBlocks:
+    row_bytes = sum(p.type.nbytes // info.rows for p in body.params[:carried])
+    block = max(1, min(info.rows, ROW_BLOCK_BYTES // max(row_bytes, 1)))
+    for b in range(block, block // 2, -1):  # prefer a divisor of the rows: no tail
+        if info.rows % b == 0:
+            block = b
+            break
+
+    def program(g: Graph, rows: int) -> Program:
+        return lower_to_kernels(fuse(with_rows(g, info.row_params, info.rows, rows)))
+
+    tail = info.rows % block
+    return RowBlocks(info.rows, block, info.row_params, program(cond, block),
+                     program(body, block), program(cond, tail) if tail else None,
+                     program(body, tail) if tail else None)
 
 
 def lower_to_kernels(plan: FusionPlan) -> Program:

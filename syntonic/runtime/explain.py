@@ -206,17 +206,23 @@ def _loop_lines(kernel: Kernel) -> tuple[str, ...]:
     loop = kernel.loop
     if loop is None:
         return ()
-    from syntonic.lower.cpu.codegen import native_program
+    from syntonic.lower.cpu.codegen import native_loop
 
     def count(p: Program) -> str:
         return f"{len(p.kernels)} kernel{'s' if len(p.kernels) != 1 else ''}"
 
-    native = native_program(loop.cond) and native_program(loop.body)
+    native = native_loop(loop)
     how = ("native loop on the CPU (no Python per iteration)" if native else
            "runs through its reference rule on the CPU (a cond or body kernel is a matmul "
            "or has no kernel lowering)")
     lines = [f"loop: {loop.carried} carried values; cond {count(loop.cond)}, body "
              f"{count(loop.body)}; {how}"]
+    rb = loop.row_blocks
+    if rb is not None:
+        lines.append(f"row-local: {rb.n_blocks} blocks of {rb.block} rows run the whole loop "
+                     f"in parallel, each until its own rows are done")
+    else:
+        lines.append(f"not row-local: {loop.not_row_local}")
     for label, sub in (("cond", loop.cond), ("body", loop.body)):
         for sk in sub.kernels:
             names = ", ".join(dict.fromkeys(op.name for op in sk.ops))

@@ -222,13 +222,15 @@ class _ModuleEmitter:
         kernels: list[tuple[ir.Function, int]] = []
         for idx, k in enumerate(self.prog.kernels):
             check_kernel(k)
-            if k.loop is not None and native_program(k.loop.cond) \
-                    and native_program(k.loop.body):
-                fn = _LoopEmitter(self, idx, k.loop).emit()
+            if k.loop is not None and native_loop(k.loop):
+                emitter = _LoopEmitter(self, idx, k.loop)
+                fn = emitter.emit()
                 self.symbols.append(fn.name)
-                kernels.append((fn, 1))
-                steps.append({"kind": "native", "kernel": idx, "symbol": fn.name, "items": 1,
-                              "points": 1, "name": k.name, "flops": 0})
+                kernels.append((fn, emitter.items))
+                rb = k.loop.row_blocks
+                steps.append({"kind": "native", "kernel": idx, "symbol": fn.name,
+                              "items": emitter.items, "name": k.name, "flops": 0,
+                              "points": int(math.prod(k.space)) if rb else 1})
                 continue
             if k.opaque is not None:
                 steps.append({"kind": "opaque", "kernel": idx})
@@ -308,12 +310,20 @@ class _ModuleEmitter:
         return abi.load_buffer(b, table, slot, elem, name=f"b{bid}" if bid >= 0 else "scratch")
 
 
+def native_loop(loop: Any) -> bool:
+    """True if the CPU runs `loop` as a native loop (see native_program)."""
+    rb = loop.row_blocks
+    progs = [loop.cond, loop.body] if rb is None else \
+        [p for p in (rb.cond, rb.body, rb.tail_cond, rb.tail_body) if p is not None]
+    return all(native_program(p) for p in progs)
+
+
 def native_program(prog: Program) -> bool:
     """True if every kernel of `prog` compiles to native code with no Python step (no
     matmul through numpy, no opaque op), so it can run inside a native loop."""
     for k in prog.kernels:
         if k.loop is not None:
-            if not (native_program(k.loop.cond) and native_program(k.loop.body)):
+            if not native_loop(k.loop):
                 return False
         elif k.opaque is not None or k.contraction is not None:
             return False
@@ -323,20 +333,30 @@ def native_program(prog: Program) -> bool:
 class _LoopEmitter:
     """The native function of a :class:`~syntonic.lower.kernel.Loop` kernel.
 
-    ``void loop(i8** table, i64, i64)``: copies the initial carried values into state
-    buffers (the loop's output buffers), then ``while cond_run(ctab): body_run(btab)``
-    with the sub-programs' tables on the stack. After each body, a carried value the
-    body computed into its own buffer is taken by swapping the two buffers in the tables
-    (no copy); values passed through, duplicated or constant are copied with memcpy
-    (through a staging buffer when one carried value becomes another). The
-    sub-programs' outputs and temporaries are slots of the enclosing table, so the
-    runtime allocates them like any temporary.
+    ``void loop(i8** table, i64 start, i64 stop)`` runs work items ``[start, stop)``: the
+    whole loop (one item), or, for a row-local loop, blocks of rows (one item per block,
+    split across the thread pool; each block runs the loop on its own rows until they
+    are all inactive). Per item, a *runner* copies the initial carried values into state
+    buffers (the loop's output buffers, at the block's rows), then runs
+    ``while cond_run(ctab): body_run(btab)`` with the sub-programs' tables on the stack.
+    After each body, a carried value the body computed into its own buffer is taken by
+    swapping the two buffers in the tables (no copy); values passed through, duplicated
+    or constant are copied with memcpy (through a staging buffer when one carried value
+    becomes another). Sub-program temporaries are slots of the enclosing table for a
+    whole loop, and stack buffers of the runner for a block of rows (each thread has its
+    own).
     """
 
     def __init__(self, outer: _ModuleEmitter, idx: int, loop: Any) -> None:
         self.outer = outer
         self.idx = idx
         self.loop = loop
+        self.memcpy = outer.mod.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
+
+    @property
+    def items(self) -> int:
+        rb = self.loop.row_blocks
+        return rb.n_blocks if rb is not None else 1
 
     def _sub(self, tag: str, prog: Program) -> tuple[_ModuleEmitter, dict[str, Any]]:
         sub = _ModuleEmitter(prog, self.outer.mod, f"{self.outer.prefix}_k{self.idx}{tag}")
@@ -346,103 +366,149 @@ class _LoopEmitter:
         return sub, plan
 
     def emit(self) -> ir.Function:
+        outer, loop = self.outer, self.loop
+        fn = abi.declare_kernel(outer.mod, f"{outer.prefix}_k{self.idx}")
+        rb = loop.row_blocks
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        if rb is None:
+            run = self._runner("", loop.cond, loop.body, None)
+            b.call(run, [fn.args[0], I64(0)])
+            b.ret_void()
+            return fn
+        full = self._runner("f", rb.cond, rb.body, rb.row_params)
+        tail = self._runner("t", rb.tail_cond, rb.tail_body, rb.row_params) \
+            if rb.tail_cond is not None else None
+        start, stop = fn.args[1], fn.args[2]
+        with _counted_loop(b, start, stop, "blk") as w:
+            r0 = b.mul(w, I64(rb.block))
+            if tail is None:
+                b.call(full, [fn.args[0], r0])
+            else:
+                is_full = b.icmp_signed("<=", b.add(r0, I64(rb.block)), I64(rb.rows))
+                with b.if_else(is_full) as (then, otherwise):
+                    with then:
+                        b.call(full, [fn.args[0], r0])
+                    with otherwise:
+                        b.call(tail, [fn.args[0], r0])
+        b.ret_void()
+        return fn
+
+    def _runner(self, tag: str, cond_prog: Program, body_prog: Program,
+                row_params: tuple[bool, ...] | None) -> ir.Function:
+        """``void run(i8** table, i64 r0)``: the loop on all rows, or on the block at r0."""
         outer, loop, n = self.outer, self.loop, self.loop.carried
         mod = outer.mod
-        cond, cplan = self._sub("c", loop.cond)
-        body, bplan = self._sub("b", loop.body)
-        fn = abi.declare_kernel(mod, f"{outer.prefix}_k{self.idx}")
-        memcpy = mod.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
+        cond, cplan = self._sub(f"{tag}c", cond_prog)
+        body, bplan = self._sub(f"{tag}b", body_prog)
+        fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [abi.TABLE, I64]),
+                         f"{outer.prefix}_k{self.idx}{tag}_loop")
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        table, r0 = fn.args
         entry = fn.append_basic_block("entry")
         head = fn.append_basic_block("cond")
         step = fn.append_basic_block("body")
         done = fn.append_basic_block("exit")
         b = ir.IRBuilder(entry)
-        table = fn.args[0]
         prog = outer.prog
-        types = [prog.buffers[bid].type for bid in loop.outputs]
-        nbytes = [I64(t.size * np.dtype(t.dtype.np).itemsize) for t in types]
+        blocked = row_params is not None
+        carried_types = [t for t in (body_prog.buffers[p].type for p in body_prog.params[:n])]
+        nbytes = [I64(t.nbytes) for t in carried_types]
 
-        def raw(bid: int) -> ir.Value:  # an enclosing-program buffer as i8*
-            return b.bitcast(outer.pointer(b, table, bid, prog.buffers[bid].type.dtype), I8P)
+        def raw(bid: int, row: bool) -> ir.Value:  # an enclosing buffer (at the block) as i8*
+            buf = prog.buffers[bid]
+            ptr = b.bitcast(outer.pointer(b, table, bid, buf.type.dtype), I8P)
+            if blocked and row:
+                row_bytes = buf.type.nbytes // max(buf.type.shape[0], 1)
+                ptr = b.gep(ptr, [b.mul(r0, I64(row_bytes))])
+            return ptr
 
         def copy(dst: ir.Value, src: ir.Value, i: int) -> None:
-            b.call(memcpy, [dst, src, nbytes[i], ir.Constant(I1, 0)])
+            b.call(self.memcpy, [dst, src, nbytes[i], ir.Constant(I1, 0)])
 
-        outs = [raw(bid) for bid in loop.outputs]
+        def scratch(key: tuple[Any, ...], dtype: DType, shape: tuple[int, ...]) -> ir.Value:
+            if blocked:  # per-thread: a stack buffer of the runner
+                size = max(int(math.prod(shape)) * dtype.itemsize, 1)
+                mem = b.alloca(I8, I64(-(-size // abi.ALIGN) * abi.ALIGN))
+                mem.align = abi.ALIGN
+                return mem
+            k = outer._slot(key, "temp", dtype, shape)
+            return abi.load_buffer(b, table, k, I8)
+
+        def is_row(i: int) -> bool:
+            return row_params is None or row_params[i]
+
+        outs = [raw(bid, True) for bid in loop.outputs]
         cells = []
         for i in range(n):
             cell = b.alloca(I8P, name=f"state{i}")
             b.store(outs[i], cell)
-            copy(outs[i], raw(loop.inputs[i]), i)
+            copy(outs[i], raw(loop.inputs[i], is_row(i)), i)
             cells.append(cell)
         tables = {}
-        for sub, plan, tag in ((cond, cplan, "c"), (body, bplan, "b")):
+        for sub, plan, sub_prog, t in ((cond, cplan, cond_prog, "c"),
+                                       (body, bplan, body_prog, "b")):
             slots = plan["slots"]
-            tab = b.alloca(I8P, I64(max(len(slots), 1)), name=f"{tag}tab")
+            tab = b.alloca(I8P, I64(max(len(slots), 1)), name=f"{t}tab")
             for j, slot in enumerate(slots):
                 if slot["kind"] == "param":
-                    p = loop.cond.params.index(slot["buffer"]) if tag == "c" else \
-                        loop.body.params.index(slot["buffer"])
+                    p = sub_prog.params.index(slot["buffer"])
                     if p < n:
                         continue  # carried: written from the state cells each iteration
-                    ptr = raw(loop.inputs[p])
+                    ptr = raw(loop.inputs[p], is_row(p))
                 else:
-                    key = ("loop", self.idx, tag, j)
-                    k = outer._slot(key, "temp", DType[slot["dtype"]], tuple(slot["shape"]))
-                    ptr = abi.load_buffer(b, table, k, I8)
+                    ptr = scratch(("loop", self.idx, tag + t, j), DType[slot["dtype"]],
+                                  tuple(slot["shape"]))
                 b.store(ptr, b.gep(tab, [I64(j)]))
-            tables[tag] = (sub, tab, plan)
-        # body outputs: how each carried value is taken after an iteration
-        bprog = loop.body
+            tables[t] = (sub, tab, plan, sub_prog)
         stage: dict[int, ir.Value] = {}
         first_of: dict[int, int] = {}
-        for i, o in enumerate(bprog.outputs):
-            role = bprog.buffers[o.buffer].role
+        for i, o in enumerate(body_prog.outputs):
+            role = body_prog.buffers[o.buffer].role
             if role is Role.PARAM:
-                p = bprog.params.index(o.buffer)
+                p = body_prog.params.index(o.buffer)
                 if p < n and p != i:
-                    k = outer._slot(("loop", self.idx, "stage", i), "temp", types[i].dtype,
-                                    types[i].shape)
-                    stage[i] = abi.load_buffer(b, table, k, I8)
+                    t = carried_types[i]
+                    stage[i] = scratch(("loop", self.idx, tag + "stage", i), t.dtype, t.shape)
             elif role is not Role.CONST:
                 first_of.setdefault(o.buffer, i)
         b.branch(head)
 
         b.position_at_end(head)
-        for tag, (_, tab, plan) in tables.items():
+        for _, tab, plan, sub_prog in tables.values():
             for j, slot in enumerate(plan["slots"]):
-                params = loop.cond.params if tag == "c" else bprog.params
-                if slot["kind"] == "param" and params.index(slot["buffer"]) < n:
-                    b.store(b.load(cells[params.index(slot["buffer"])]), b.gep(tab, [I64(j)]))
-        csub, ctab, cplan_ = tables["c"]
+                if slot["kind"] == "param":
+                    p = sub_prog.params.index(slot["buffer"])
+                    if p < n:
+                        b.store(b.load(cells[p]), b.gep(tab, [I64(j)]))
+        csub, ctab, cplan_, _ = tables["c"]
         b.call(mod.get_global(cplan_["run"]), [ctab])
-        pred_ref = loop.cond.outputs[0].buffer
-        pred = b.load(csub.pointer(b, ctab, pred_ref, DType.bool))
+        pred = b.load(csub.pointer(b, ctab, cond_prog.outputs[0].buffer, DType.bool))
         b.cbranch(b.icmp_unsigned("!=", pred, ir.Constant(pred.type, 0)), step, done)
 
         b.position_at_end(step)
-        bsub, btab, bplan_ = tables["b"]
+        bsub, btab, bplan_, _ = tables["b"]
         b.call(mod.get_global(bplan_["run"]), [btab])
         for i, dst in stage.items():  # before any state buffer changes
-            p = bprog.params.index(bprog.outputs[i].buffer)
+            p = body_prog.params.index(body_prog.outputs[i].buffer)
             copy(dst, b.load(cells[p]), i)
-        for i, o in enumerate(bprog.outputs):  # swaps
+        for i, o in enumerate(body_prog.outputs):  # swaps
             if first_of.get(o.buffer) == i:
                 entry_ptr = b.gep(btab, [I64(bsub.slots[o.buffer])])
                 fresh = b.load(entry_ptr)
                 b.store(b.load(cells[i]), entry_ptr)
                 b.store(fresh, cells[i])
-        for i, o in enumerate(bprog.outputs):  # copies
-            role = bprog.buffers[o.buffer].role
+        for i, o in enumerate(body_prog.outputs):  # copies
+            role = body_prog.buffers[o.buffer].role
             if i in stage:
                 copy(b.load(cells[i]), stage[i], i)
             elif role is Role.CONST:
-                src = bsub.pointer(b, btab, o.buffer, bprog.buffers[o.buffer].type.dtype)
+                src = bsub.pointer(b, btab, o.buffer, body_prog.buffers[o.buffer].type.dtype)
                 copy(b.load(cells[i]), b.bitcast(src, I8P), i)
             elif role is Role.PARAM:
-                p = bprog.params.index(o.buffer)
+                p = body_prog.params.index(o.buffer)
                 if p >= n:
-                    copy(b.load(cells[i]), raw(loop.inputs[p]), i)
+                    copy(b.load(cells[i]), raw(loop.inputs[p], is_row(p)), i)
             elif first_of[o.buffer] != i:
                 copy(b.load(cells[i]), b.load(cells[first_of[o.buffer]]), i)
         b.branch(head)
@@ -455,6 +521,35 @@ class _LoopEmitter:
                 copy(outs[i], cur, i)
         b.ret_void()
         return fn
+
+
+class _counted_loop:  # noqa: N801 - used as a context manager like llvmlite's helpers
+    """``for (i = start; i < stop; i++) { body }`` around the builder's position."""
+
+    def __init__(self, b: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str) -> None:
+        self.b, self.start, self.stop, self.name = b, start, stop, name
+
+    def __enter__(self) -> ir.Value:
+        b = self.b
+        fn = b.function
+        self.pre = b.block
+        self.head = fn.append_basic_block(f"{self.name}.head")
+        self.body = fn.append_basic_block(f"{self.name}.body")
+        self.end = fn.append_basic_block(f"{self.name}.end")
+        b.branch(self.head)
+        b.position_at_end(self.head)
+        self.i = b.phi(I64, name=self.name)
+        self.i.add_incoming(self.start, self.pre)
+        b.cbranch(b.icmp_signed("<", self.i, self.stop), self.body, self.end)
+        b.position_at_end(self.body)
+        return self.i
+
+    def __exit__(self, *exc: Any) -> None:
+        b = self.b
+        nxt = b.add(self.i, I64(1))
+        self.i.add_incoming(nxt, b.block)
+        b.branch(self.head)
+        b.position_at_end(self.end)
 
 
 def _nbytes(slot: dict[str, Any]) -> int:

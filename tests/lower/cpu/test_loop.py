@@ -178,3 +178,96 @@ def test_evolve_runs_natively_and_matches_the_interpreter():
         np.testing.assert_array_equal(got[2], want[2])
         np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
         np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-15)
+
+
+# ------------------------------------------------------------------ row-local loops
+
+
+def _loop_kernel(fn, *args):
+    from syntonic.lower.schedule import lower_to_kernels
+
+    program = lower_to_kernels(sn.jit(fn).lower(*args).plan)
+    (k,) = [k for k in program.kernels if k.loop is not None]
+    return program, k
+
+
+def _halving(x, w, target):
+    """Per row: halve (towards a shared profile w) until the row's energy is small."""
+    def body(s):
+        v, active, n = s
+        nxt = v * 0.5 + w * 0.01 + target * 0.001
+        keep = active & (sn.sum(nxt * nxt, axis=1) > 1.0)
+        upd = active[:, None]
+        return sn.where(upd, nxt, v), keep, n + active.astype("i32")
+
+    rows = x.shape[0]
+    return sn.while_loop(lambda s: sn.any(s[1]), body,
+                         (x, sn.ones((rows,), "bool"), sn.zeros((rows,), "i32")))
+
+
+@pytest.mark.parametrize("rows", [2, 64, 131, 300])
+def test_row_local_loop_runs_in_blocks_and_matches(rows):
+    x = RNG.standard_normal((rows, 40)) * np.geomspace(0.5, 1000, rows)[:, None]
+    w = RNG.standard_normal(40)
+    target = RNG.standard_normal((rows, 40))
+    got = _check(_halving, x, w, target)
+    assert len(set(np.asarray(got[2]).tolist())) > 1  # rows stopped at different counts
+    program, k = _loop_kernel(_halving, x, w, target)
+    rb = k.loop.row_blocks
+    assert rb is not None and rb.rows == rows
+    assert rb.row_params[:3] == (True, True, True)
+    # the kernel interpreter runs the block programs: same answer
+    from syntonic.lower.kernel_interp import run_program as run_kernels
+
+    ref = sn.jit(_halving, device="interpreter")(x, w, target)
+    for a, b in zip(run_kernels(program, x, w, target), ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_row_local_evolve_with_a_tail_block():
+    x = RNG.standard_normal((131, 248)).astype(np.float32)  # 131 rows: blocks + a tail
+    f = lambda x: sn.evolve(x, max_recursion=13, threshold=0.99)  # noqa: E731
+    _, k = _loop_kernel(f, x)
+    rb = k.loop.row_blocks
+    assert rb is not None and rb.tail_body is not None and rb.rows % rb.block
+    want = sn.jit(f, device="interpreter")(x)
+    with no_reference_loop():
+        got = sn.jit(f)(x)
+    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-6)
+
+
+def test_explain_says_whether_a_loop_is_row_local_and_why_not():
+    x = np.zeros((64, 248), np.float32)
+    text = sn.jit(lambda x: sn.evolve(x)).explain(x).text(times=False)
+    assert "row-local: 1 blocks of 64 rows" in text
+    assert "body k0_sum: reduce over [64,248]" in text
+
+    def leaky(x):  # the body changes rows whose flag is already false
+        def body(s):
+            v, active = s
+            nxt = v * 0.5
+            return nxt, active & (sn.sum(nxt * nxt, axis=1) > 1.0)
+
+        return sn.while_loop(lambda s: sn.any(s[1]), body,
+                             (x, sn.ones((x.shape[0],), "bool")))
+
+    text = sn.jit(leaky).explain(RNG.standard_normal((8, 3))).text(times=False)
+    assert "not row-local: carried value 0" in text and "test_loop.py" in text
+    _check(leaky, RNG.standard_normal((8, 3)) * 10)
+
+    def mixing(x):  # rows depend on each other through the mean over rows
+        def body(s):
+            v, active, n = s
+            nxt = v - sn.mean(v, axis=0) * 0.5
+            keep = active & (sn.sum(nxt, axis=1) > 1.0) & (n < 5)
+            return sn.where(active[:, None], nxt, v), keep, n + active.astype("i32")
+
+        rows = x.shape[0]
+        return sn.while_loop(lambda s: sn.any(s[1]), body,
+                             (x, sn.ones((rows,), "bool"), sn.zeros((rows,), "i32")))
+
+    text = sn.jit(mixing).explain(RNG.standard_normal((8, 3))).text(times=False)
+    assert "not row-local: mean" in text and "reduces across rows" in text
+    _check(mixing, RNG.standard_normal((8, 3)) * 10)
