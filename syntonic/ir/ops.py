@@ -396,9 +396,12 @@ def _ref_cast(x: np.ndarray, dtype: DType) -> np.ndarray:
         if dtype.is_int and x.dtype.kind == "f":
             # float -> int truncates toward zero; NaN/inf/out of range become 0 (defined here,
             # so every backend agrees instead of inheriting C's undefined behaviour).
-            info = np.iinfo(dtype.np)
-            ok = np.isfinite(x) & (x > info.min - 1.0) & (x < info.max + 1.0)
-            return np.where(ok, np.trunc(np.where(ok, x, 0)), 0).astype(dtype.np)
+            # In range: trunc(x) in [-2^(b-1), 2^(b-1)); both bounds are powers of two,
+            # exact in every float type (or +-inf in f16, whose finite values all fit).
+            hi = -float(np.iinfo(dtype.np).min)
+            t = np.trunc(np.where(np.isfinite(x), x, 0))
+            ok = np.isfinite(x) & (t >= -hi) & (t < hi)
+            return np.where(ok, t, 0).astype(dtype.np)
         return x.astype(dtype.np)
 
 

@@ -259,15 +259,18 @@ def convert(b: ir.IRBuilder, x: ir.Value, src: DType, dst: DType) -> ir.Value:
         return b.sitofp(x, to)
     if src.is_float and dst.is_float:
         return b.fpext(x, to) if dst.itemsize > src.itemsize else b.fptrunc(x, to)
-    # float -> int: truncate; NaN, inf and out-of-range give 0 (registry rule). The bounds
-    # are rounded to the source type, as numpy compares `x > info.min - 1.0` in x's dtype.
-    info = np.iinfo(dst.np)
+    # float -> int: truncate; NaN, inf and out-of-range give 0 (registry rule): in range
+    # means trunc(x) in [-2^(b-1), 2^(b-1)), bounds exact in the source type (+-inf in f16).
     with np.errstate(all="ignore"):
-        lo = float(np.asarray(info.min - 1.0).astype(src.np))
-        hi = float(np.asarray(info.max + 1.0).astype(src.np))
-    ok = b.and_(b.fcmp_ordered(">", x, ir.Constant(x.type, lo)),
-                b.fcmp_ordered("<", x, ir.Constant(x.type, hi)))
-    safe = b.select(ok, x, ir.Constant(x.type, 0.0))
+        hi = float(np.asarray(-float(np.iinfo(dst.np).min)).astype(src.np))
+    trunc = b.module.declare_intrinsic("llvm.trunc", [x.type],
+                                       ir.FunctionType(x.type, [x.type]))
+    t = b.call(trunc, [x])
+    ok = b.and_(b.fcmp_ordered(">=", t, ir.Constant(x.type, -hi)),
+                b.fcmp_ordered("<", t, ir.Constant(x.type, hi)))
+    if hi == float("inf"):  # f16: every finite value fits; -inf does not
+        ok = b.and_(ok, b.fcmp_ordered("!=", t, ir.Constant(x.type, -hi)))
+    safe = b.select(ok, t, ir.Constant(x.type, 0.0))
     if src is DType.f16:
         safe = b.fpext(safe, ir.FloatType())
     return b.select(ok, b.fptosi(safe, to), ir.Constant(to, 0))
