@@ -209,14 +209,13 @@ def convert(x: str, src: DType, dst: DType) -> str:
         return f"(({VALUE_C[dst]})({x}))"
     if not src.is_float:  # bool/int -> int: sign-extend or wrap (modular)
         return f"(({VALUE_C[dst]})({x}))"
-    # float -> int: truncate; NaN, inf and out-of-range give 0 (registry rule). The bounds
-    # are rounded to the source type, as numpy compares `x > info.min - 1.0` in x's dtype.
-    info = np.iinfo(dst.np)
-    with np.errstate(all="ignore"):
-        lo = float(np.asarray(info.min - 1.0).astype(src.np))
-        hi = float(np.asarray(info.max + 1.0).astype(src.np))
+    # float -> int: truncate; NaN, inf and out-of-range give 0 (registry rule): in range
+    # means trunc(x) in [-2^(b-1), 2^(b-1)), both bounds exact in float and double (f16
+    # values are computed in float, and every finite one fits).
+    hi = -float(np.iinfo(dst.np).min)
     ct = VALUE_C[src]
-    return (f"(({x} > {_float_lit(lo, ct)} && {x} < {_float_lit(hi, ct)}) ? "
+    t = f"{'trunc' if ct == 'double' else 'truncf'}({x})"
+    return (f"(({t} >= {_float_lit(-hi, ct)} && {t} < {_float_lit(hi, ct)}) ? "
             f"({VALUE_C[dst]})({x}) : {_zero(dst)})")
 
 
