@@ -328,6 +328,10 @@ def as_device_array(obj: Any, device: int = 0, name: str = "argument") -> Device
     if ptr == 0 and math.prod(shape) != 0:
         raise TraceError(f"{name}: the __cuda_array_interface__ of a {type(obj).__name__} "
                          "has a null data pointer")
+    if ptr % dt.itemsize:
+        raise TraceError(f"{name}: the {type(obj).__name__}'s data pointer {ptr:#x} is not "
+                         f"aligned to its {dt.itemsize}-byte elements; make an aligned copy "
+                         "first (e.g. cupy.ascontiguousarray(x.copy()))")
     stream = cai.get("stream")
     if stream not in (None, 1) and cai.get("version", 0) >= 3:
         if stream == 0:

@@ -180,6 +180,7 @@ def test_c_contiguous_strides_are_accepted():
     (FakeCudaArray((2, 3), "<f4", strides=(16, 4)), sn.TraceError, r"row-major would be \[12, 4\]"),
     (FakeCudaArray(mask=FakeCudaArray()), sn.TraceError, "masked CUDA arrays"),
     (FakeCudaArray(ptr=0), sn.TraceError, "null data pointer"),
+    (FakeCudaArray(ptr=0x7F0000001002), sn.TraceError, "not aligned to its 4-byte elements"),
     (FakeCudaArray(stream=0), sn.TraceError, "'stream' is 0"),
 ])
 def test_cuda_array_interface_validation(fake, error, match):
