@@ -88,7 +88,11 @@ class MemoryPool:
 
     def alloc(self, nbytes: int) -> _Block:
         """A block of at least `nbytes` bytes (contents undefined)."""
-        size = size_class(nbytes)
+        return self.alloc_class(size_class(nbytes))
+
+    def alloc_class(self, size: int) -> _Block:
+        """A block of exactly `size` bytes, a :func:`size_class` (precomputed by callers
+        on a hot path)."""
         with self._lock:
             free = self._free.get(size)
             if free:
@@ -177,6 +181,18 @@ class DeviceArray:
         self.ptr = int(ptr)
         self.device = device
         self._owner = owner  # keeps the memory alive: a pool block or a foreign array
+
+    @classmethod
+    def _wrap(cls, shape: tuple[int, ...], dtype: np.dtype, ptr: int, device: int,
+              owner: Any) -> DeviceArray:
+        """The constructor without conversions, for the call path (types already right)."""
+        arr = object.__new__(cls)
+        arr.shape = shape
+        arr.dtype = dtype
+        arr.ptr = ptr
+        arr.device = device
+        arr._owner = owner
+        return arr
 
     @property
     def size(self) -> int:

@@ -50,6 +50,7 @@ from syntonic.runtime.device import (
     as_device_array,
     device_pool,
     is_device_array,
+    size_class,
 )
 
 DEFAULT_PTX_ARCH = "compute_90"  # for f.lower(device="cuda") when no device is known
@@ -204,6 +205,11 @@ class GpuProgram:
         for s in module.scratch:
             self._table[len(bufs) + s.id] = self._alloc_owned(s.nbytes)
         self._out_bufs = [b.id for b in bufs if b.role is Role.OUTPUT]
+        # (buffer, shape, dtype, pool size class or 0 for an empty buffer) per output
+        self._out_specs = [(b.id, b.type.shape, np.dtype(b.type.dtype.np),
+                            size_class(b.type.nbytes) if b.type.nbytes else 0)
+                           for b in bufs if b.role is Role.OUTPUT]
+        self._param_keys = [(np.dtype(t.dtype.np), t.shape) for t in self._param_types]
         self._dynamic_slots = set(program.params) | set(self._out_bufs)
         self._steps = self._prepare()
         self.launches = 0  # launches issued, for tests and benchmarks
@@ -269,17 +275,30 @@ class GpuProgram:
         if len(args) != self.n_params:
             raise TraceError(f"@{self.program.name} takes {self.n_params} argument(s), "
                              f"got {len(args)}")
-        on_device = any(is_device_array(a) for a in args)
         self.device.activate()
-        inputs = [self._input(i, a) for i, a in enumerate(args)]
+        on_device = False
+        inputs: list[DeviceArray] = []
+        for i, a in enumerate(args):
+            if type(a) is DeviceArray and (a.dtype, a.shape) == self._param_keys[i] \
+                    and a.device == self.device_index:
+                inputs.append(a)  # the common case, checked inline
+                on_device = True
+            else:
+                on_device = on_device or is_device_array(a)
+                inputs.append(self._input(i, a))
+        index = self.device_index
+        alloc = self.pool.alloc_class
         with self._lock:
             table = self._table
             for bid, arr in zip(self.program.params, inputs):
                 table[bid] = arr.ptr
             outs: dict[int, DeviceArray] = {}
-            for bid in self._out_bufs:
-                t = self.program.buffers[bid].type
-                outs[bid] = self._new(t.shape, t.dtype.np)
+            for bid, shape, dtype, size in self._out_specs:
+                if size:
+                    block = alloc(size)
+                    outs[bid] = DeviceArray._wrap(shape, dtype, block.ptr, index, block)
+                else:
+                    outs[bid] = DeviceArray._wrap(shape, dtype, 0, index, None)
                 table[bid] = outs[bid].ptr
             for step in self._steps:
                 if type(step) is int:

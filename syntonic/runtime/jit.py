@@ -44,6 +44,7 @@ from syntonic.ir.graph import Graph, Location
 from syntonic.ir.interpreter import interpret
 from syntonic.ir.types import DType, TensorType
 from syntonic.ir.verifier import verify
+from syntonic.runtime.device import DeviceArray
 
 DEVICES = ("auto", "cpu", "cuda", "interpreter")
 
@@ -324,7 +325,7 @@ class JitFunction:
         if isinstance(leaf, Tracer):
             raise _call_error(
                 TraceError, f"argument {name!r} is a traced value from `{leaf.trace.name}`")
-        if hasattr(leaf, "__cuda_array_interface__"):
+        if isinstance(leaf, DeviceArray) or hasattr(leaf, "__cuda_array_interface__"):
             return self._device_leaf_key(name, leaf, for_call)
         raise _call_error(
             TraceError,
@@ -339,6 +340,8 @@ class JitFunction:
         from syntonic.runtime import cuda
         from syntonic.runtime.device import as_device_array
 
+        if for_call and type(leaf) is DeviceArray and self.device in ("auto", "cuda"):
+            return (leaf.dtype, leaf.shape)  # ours: valid, and CUDA exists
         try:
             arr = as_device_array(leaf, name=f"argument {name!r} of `{self.__name__}`")
         except SyntonicError as exc:
