@@ -60,6 +60,7 @@ from syntonic.lower.cuda.plan import (
     CudaModule,
     GridArg,
     Launch,
+    LoopStep,
     OpaqueStep,
     Scratch,
     ScratchArg,
@@ -440,23 +441,35 @@ def generate(program: Program, name: str) -> CudaModule:
 
 
 class _ModuleGen:
-    def __init__(self, prog: Program, prefix: str) -> None:
+    def __init__(self, prog: Program, prefix: str, out: _Writer | None = None) -> None:
         self.prog = prog
         self.prefix = prefix
-        self.out = _Writer()
+        self.out = out or _Writer()
         self.steps: list[Step] = []
         self.scratch: list[Scratch] = []
 
     def run(self, name: str) -> CudaModule:
         self.out(f"// Syntonic CUDA module {_comment(name)} ({CODEGEN_VERSION})")
         self.out(PRELUDE)
+        self.kernels()
+        return CudaModule(name, self.out.text() + "\n", tuple(self.steps), tuple(self.scratch))
+
+    def kernels(self) -> None:
         for idx, k in enumerate(self.prog.kernels):
             check_kernel(k)
+            if k.loop is not None:  # host-driven; its sub-programs' kernels go here too
+                subs = []
+                for tag, sub in (("c", k.loop.cond), ("b", k.loop.body)):
+                    gen = _ModuleGen(sub, f"{self.prefix}_k{idx}{tag}", self.out)
+                    gen.kernels()
+                    subs.append(CudaModule(f"{sub.name}", "", tuple(gen.steps),
+                                           tuple(gen.scratch)))
+                self.steps.append(LoopStep(idx, subs[0], subs[1]))
+                continue
             if k.opaque is not None:
                 self.steps.append(OpaqueStep(idx))
                 continue
             _KernelGen(self, idx, k).emit()
-        return CudaModule(name, self.out.text() + "\n", tuple(self.steps), tuple(self.scratch))
 
     def new_scratch(self, dtype: DType, size: int, what: str) -> int:
         self.scratch.append(Scratch(len(self.scratch), dtype, size, what))

@@ -39,7 +39,14 @@ import numpy as np
 
 from syntonic.ir.errors import BackendError
 from syntonic.ir.types import TensorType
-from syntonic.lower.cuda.plan import BufferArg, CudaModule, GridArg, Launch, ScratchArg
+from syntonic.lower.cuda.plan import (
+    BufferArg,
+    CudaModule,
+    GridArg,
+    Launch,
+    LoopStep,
+    ScratchArg,
+)
 from syntonic.lower.kernel import Program, Role
 from syntonic.lower.kernel_interp import run_kernel
 
@@ -141,46 +148,70 @@ def run(program: Program, module: CudaModule, inputs: Sequence[np.ndarray], *,
 
     Launches use at most `block` threads (a multiple of 32; steps with a fixed block keep
     theirs) and at most `max_grid` blocks (0: no cap), on a pretend device of `sm_count`
-    SMs. Raises BackendError on an out-of-bounds write. Same results contract as
-    :func:`syntonic.lower.kernel_interp.run_program`.
+    SMs. Loops (:class:`~syntonic.lower.cuda.plan.LoopStep`) are driven from the host as
+    the device runtime drives them. Raises BackendError on an out-of-bounds write. Same
+    results contract as :func:`syntonic.lower.kernel_interp.run_program`.
     """
     if len(inputs) != len(program.params):
         raise BackendError(f"program @{program.name} takes {len(program.params)} arguments, "
                            f"got {len(inputs)}")
-    lib = library or build([module])
-    wholes: dict[str, np.ndarray] = {}
-    flat: dict[int, np.ndarray] = {}
+    host = _Host(library or build([module]), sm_count, block, max_grid)
+    bound: dict[int, np.ndarray] = {}
     for i, (bid, arg) in enumerate(zip(program.params, inputs)):
         want = program.buffers[bid].type
         arr = np.asarray(arg)
         if TensorType.of(arr) != want:
             raise BackendError(f"argument {i} is {TensorType.of(arr)}, expected {want}")
-        whole, flat[bid] = _guarded(arr.size, arr.dtype, 0)
-        flat[bid][...] = arr.reshape(-1)
-        wholes[f"b{bid}"] = whole
-    for b in program.buffers:
-        if b.id in flat:
-            continue
-        whole, flat[b.id] = _guarded(b.type.size, b.type.dtype.np, 0xFF)  # NaN / -1
-        wholes[f"b{b.id}"] = whole
-        if b.role is Role.CONST:
-            assert b.data is not None
-            flat[b.id][...] = np.asarray(b.data, b.type.dtype.np).reshape(-1)
-    scratch: dict[int, np.ndarray] = {}
-    for s in module.scratch:
-        wholes[f"scratch{s.id}"], scratch[s.id] = _guarded(s.size, s.dtype.np, 0xFF)
-    grids: dict[int, int] = {}
-    for i, step in enumerate(module.steps):
-        if not isinstance(step, Launch):
-            run_kernel(program.kernels[step.kernel], flat, program)
-            continue
-        threads = step.block if step.fixed_block else min(step.block, block)
-        grid = step.grid(sm_count, threads)
-        if max_grid and step.stage != "combine":
-            grid = min(grid, max_grid)
-        grids[i] = grid
+        bound[bid] = host.buffer(f"b{bid}", arr.size, arr.dtype, 0)
+        bound[bid][...] = arr.reshape(-1)
+    flat = host.execute(program, module, bound)
+    host.check(module.name)
+    return tuple(flat[o.buffer].reshape(o.type.shape).copy() for o in program.outputs)
+
+
+class _Host:
+    """Buffers (with guard zones) and the step loop of one emulated run."""
+
+    def __init__(self, lib: Library, sm_count: int, block: int, max_grid: int) -> None:
+        self.lib, self.sm_count, self.block, self.max_grid = lib, sm_count, block, max_grid
+        self.wholes: list[tuple[str, np.ndarray]] = []
+
+    def buffer(self, name: str, n: int, dtype: np.dtype, fill: int) -> np.ndarray:
+        whole, inner = _guarded(n, dtype, fill)
+        self.wholes.append((name, whole))
+        return inner
+
+    def execute(self, program: Program, module: CudaModule, bound: dict[int, np.ndarray]
+                ) -> dict[int, np.ndarray]:
+        """Run `module`'s steps with the parameters in `bound`; every buffer, flat."""
+        flat = dict(bound)
+        for b in program.buffers:
+            if b.id in flat:
+                continue
+            flat[b.id] = self.buffer(f"b{b.id}", b.type.size, b.type.dtype.np, 0xFF)
+            if b.role is Role.CONST:  # NaN / -1 until written, for everything else
+                assert b.data is not None
+                flat[b.id][...] = np.asarray(b.data, b.type.dtype.np).reshape(-1)
+        scratch = {s.id: self.buffer(f"scratch{s.id}", s.size, s.dtype.np, 0xFF)
+                   for s in module.scratch}
+        grids: dict[int, int] = {}
+        for i, step in enumerate(module.steps):
+            if isinstance(step, LoopStep):
+                self.loop(program, step, flat)
+            elif isinstance(step, Launch):
+                grids[i] = self.launch(step, flat, scratch, grids)
+            else:
+                run_kernel(program.kernels[step.kernel], flat, program)
+        return flat
+
+    def launch(self, step: Launch, flat: dict[int, np.ndarray], scratch: dict[int, np.ndarray],
+               grids: dict[int, int]) -> int:
+        threads = step.block if step.fixed_block else min(step.block, self.block)
+        grid = step.grid(self.sm_count, threads)
+        if self.max_grid and step.stage != "combine":
+            grid = min(grid, self.max_grid)
         if grid == 0:
-            continue
+            return grid
         values: list[ctypes._SimpleCData] = []
         for a in step.args:
             if isinstance(a, BufferArg):
@@ -193,13 +224,38 @@ def run(program: Program, module: CudaModule, inputs: Sequence[np.ndarray], *,
                 raise BackendError(f"unknown launch argument {a!r}")
         ptrs = (ctypes.c_void_p * max(len(values), 1))(
             *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
-        lib.launcher(step.symbol)(grid, threads, ptrs)
-    for name, whole in wholes.items():
-        raw = whole.view(np.uint8)
-        edge = GUARD * whole.itemsize
-        if (raw[:edge] != _GUARD_BYTE).any() or (raw[raw.size - edge:] != _GUARD_BYTE).any():
-            raise BackendError(f"module {module.name}: a kernel wrote outside buffer {name}")
-    return tuple(flat[o.buffer].reshape(o.type.shape).copy() for o in program.outputs)
+        self.lib.launcher(step.symbol)(grid, threads, ptrs)
+        return grid
+
+    def loop(self, program: Program, step: LoopStep, flat: dict[int, np.ndarray]) -> None:
+        """The host-driven loop: state in the loop's output buffers, one read per trip."""
+        loop = program.kernels[step.kernel].loop
+        assert loop is not None
+        n = loop.carried
+        state = [flat[b] for b in loop.outputs]
+        for i in range(n):
+            state[i][...] = flat[loop.inputs[i]]
+        consts = [flat[b] for b in loop.inputs[n:]]
+
+        def bind(sub: Program) -> dict[int, np.ndarray]:
+            return dict(zip(sub.params, [*state, *consts]))
+
+        while True:
+            cflat = self.execute(loop.cond, step.cond, bind(loop.cond))
+            if not cflat[loop.cond.outputs[0].buffer][0]:
+                break
+            bflat = self.execute(loop.body, step.body, bind(loop.body))
+            new = [bflat[o.buffer].copy() for o in loop.body.outputs]
+            for i in range(n):
+                state[i][...] = new[i]
+
+    def check(self, name: str) -> None:
+        for buf, whole in self.wholes:
+            raw = whole.view(np.uint8)
+            edge = GUARD * whole.itemsize
+            if (raw[:edge] != _GUARD_BYTE).any() or (raw[raw.size - edge:] != _GUARD_BYTE
+                                                     ).any():
+                raise BackendError(f"module {name}: a kernel wrote outside buffer {buf}")
 
 
 __all__ = ["GUARD", "Library", "available", "build", "compiler", "header_path",

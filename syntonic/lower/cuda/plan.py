@@ -130,7 +130,25 @@ class OpaqueStep:
     kernel: int
 
 
-Step = Launch | OpaqueStep
+@dataclass(frozen=True)
+class LoopStep:
+    """A ``while`` loop (program kernel `kernel`, a :class:`~syntonic.lower.kernel.Loop`),
+    driven by the host with the state on the device.
+
+    `cond` and `body` are the modules of the loop's sub-programs; their kernels are in
+    the enclosing module's source (one module load), their buffers and scratch are their
+    own. The host copies the initial carried values into the loop's output buffers (the
+    state), then repeatedly runs `cond` on the state, reads its ``bool[]`` result (one
+    byte per iteration: the only transfer), and, while it is true, runs `body` and takes
+    its results as the new state (a buffer the body wrote is swapped in, not copied).
+    """
+
+    kernel: int
+    cond: CudaModule
+    body: CudaModule
+
+
+Step = Launch | OpaqueStep | LoopStep
 
 
 @dataclass(frozen=True)
@@ -145,12 +163,19 @@ class CudaModule:
     @property
     def symbols(self) -> tuple[str, ...]:
         """The ``extern "C" __global__`` kernels of ``source``, in launch order."""
-        return tuple(dict.fromkeys(s.symbol for s in self.steps if isinstance(s, Launch)))
+        return tuple(dict.fromkeys(s.symbol for s in self.launches))
 
     @property
     def launches(self) -> tuple[Launch, ...]:
-        return tuple(s for s in self.steps if isinstance(s, Launch))
+        """Every launch, those of loop sub-modules included."""
+        out: list[Launch] = []
+        for s in self.steps:
+            if isinstance(s, Launch):
+                out.append(s)
+            elif isinstance(s, LoopStep):
+                out += [*s.cond.launches, *s.body.launches]
+        return tuple(out)
 
 
 __all__ = ["FULL_MAX_BLOCKS", "Arg", "BufferArg", "CudaModule", "GridArg", "Launch",
-           "OpaqueStep", "Scratch", "ScratchArg", "Step"]
+           "LoopStep", "OpaqueStep", "Scratch", "ScratchArg", "Step"]
