@@ -30,7 +30,7 @@ from syntonic import config
 from syntonic.ir.types import DType
 from syntonic.lower.kernel import Program
 from syntonic.lower.view import Dim, View
-from syntonic.runtime import cache, cpu
+from syntonic.runtime import blas, cache, cpu
 from syntonic.runtime.donation import BufferPool
 
 WORKSPACE_LIMIT = 1 << 30  # bytes of temporaries a program keeps between calls
@@ -205,7 +205,7 @@ class NativeProgram:
                 else:
                     fn(addr, 0, step["items"])
             elif kind == "matmul":
-                np.matmul(step["_lhs"](arrays), step["_rhs"](arrays), out=arrays[step["out"]])
+                blas.matmul(step["_lhs"](arrays), step["_rhs"](arrays), arrays[step["out"]])
             else:
                 self._opaque(step["kernel"], arrays)
 

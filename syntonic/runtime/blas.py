@@ -1,0 +1,158 @@
+"""GEMM for the CPU runtime: single-threaded BLAS calls, split over syntonic's own pool.
+
+numpy's OpenBLAS runs a GEMM on its own worker threads, which busy-wait for a long time
+after each call. Inside a compiled program those spinning threads compete with
+syntonic's pool (the fused epilogues, the next kernels) and, on a machine shared with other
+work, with everything else: a train step's GEMMs then take many times their idle time.
+So programs run their GEMMs on a *private* instance of numpy's OpenBLAS, loaded from a
+copy of the library (a second ``dlopen`` of the same file would return numpy's instance)
+and set to one thread; :func:`matmul` splits the rows of a large product into one chunk per
+pool thread. numpy's own BLAS, and its thread setting, are untouched.
+
+Anything unexpected (no OpenBLAS under numpy, another platform, a symbol missing, the
+copy failing, a dtype other than f32/f64, a layout BLAS cannot take) falls back to
+``np.matmul``. The split depends only on the shape and the pool's thread count, so results
+are bit-identical from run to run (as with OpenBLAS's own threads, a different thread
+count may round differently).
+
+Example::
+
+    matmul(lhs, rhs, out)          # out[...] = lhs @ rhs
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from syntonic.runtime import cpu
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+SPLIT_MIN_FLOPS = 1 << 22  # products smaller than this run in one call (no split)
+SPLIT_GRAIN = 32  # rows per chunk at least
+
+
+class _Blas:
+    """``sgemm``/``dgemm`` (CBLAS, row-major) of one OpenBLAS instance."""
+
+    def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, index: Any) -> None:
+        self.lib = lib
+        self.gemm: dict[np.dtype, Callable[..., None]] = {}
+        for dt, letter, scalar in ((np.dtype(np.float32), "s", ctypes.c_float),
+                                   (np.dtype(np.float64), "d", ctypes.c_double)):
+            fn = getattr(lib, f"{prefix}cblas_{letter}gemm{suffix}")
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index,
+                           scalar, ctypes.c_void_p, index, ctypes.c_void_p, index, scalar,
+                           ctypes.c_void_p, index]
+            fn.restype = None
+            self.gemm[dt] = fn
+
+
+_lock = threading.Lock()
+_private: _Blas | None = None
+_tried = False
+
+
+def private_blas() -> _Blas | None:
+    """The single-threaded private OpenBLAS instance, or None where there is none."""
+    global _private, _tried
+    if _tried:
+        return _private
+    with _lock:
+        if not _tried:
+            try:
+                _private = _load_private()
+            except Exception:  # noqa: BLE001 - any surprise: use np.matmul
+                _private = None
+            _tried = True
+    return _private
+
+
+def _numpy_openblas() -> Path | None:
+    """The OpenBLAS shared library numpy has loaded (Linux: from /proc/self/maps)."""
+    np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure numpy's BLAS is loaded
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    for line in maps.splitlines():
+        path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+        if "openblas" in Path(path).name.lower() and path.startswith("/"):
+            return Path(path)
+    return None
+
+
+def _load_private() -> _Blas | None:
+    src = _numpy_openblas()
+    if src is None:
+        return None
+    stat = src.stat()
+    folder = Path(tempfile.gettempdir()) / f"syntonic-blas-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    copy = folder / f"{src.stem}-{stat.st_size}-{stat.st_mtime_ns}{src.suffix}"
+    if not copy.exists():
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, copy)  # atomic: concurrent processes see a whole file
+    lib = ctypes.CDLL(str(copy), mode=os.RTLD_LOCAL)
+    for prefix, suffix, index in (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64),
+                                  ("", "", ctypes.c_int)):
+        setter = f"{prefix}openblas_set_num_threads{suffix}"
+        if hasattr(lib, setter) and hasattr(lib, f"{prefix}cblas_sgemm{suffix}"):
+            getattr(lib, setter)(1)
+            return _Blas(lib, prefix, suffix, index)
+    return None
+
+
+def _blas_layout(a: np.ndarray) -> tuple[int, int] | None:
+    """(transpose flag, leading dimension) for a 2-D operand, or None if BLAS can't."""
+    item = a.itemsize
+    s0, s1 = a.strides
+    m, n = a.shape
+    if (s1 == item or n == 1) and s0 % item == 0 and s0 // item >= max(n, 1):
+        return NO_TRANS, s0 // item
+    if (s0 == item or m == 1) and s1 % item == 0 and s1 // item >= max(m, 1):
+        return TRANS, s1 // item
+    return None
+
+
+def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = lhs @ rhs`` for the program's GEMM steps (see the module docstring)."""
+    blas = private_blas() if lhs.ndim == rhs.ndim == out.ndim == 2 else None
+    dt = out.dtype
+    fn = blas.gemm.get(dt) if blas is not None else None
+    if (fn is None or lhs.dtype != dt or rhs.dtype != dt or not out.flags.c_contiguous
+            or 0 in lhs.shape or 0 in rhs.shape):
+        np.matmul(lhs, rhs, out=out)
+        return
+    la, lb = _blas_layout(lhs), _blas_layout(rhs)
+    if la is None or lb is None:
+        np.matmul(lhs, rhs, out=out)
+        return
+    m, k = lhs.shape
+    n = rhs.shape[1]
+    ta, lda = la
+    tb, ldb = lb
+    a0, b0, c0 = lhs.ctypes.data, rhs.ctypes.data, out.ctypes.data
+    item = dt.itemsize
+    # row r of lhs starts at a0 + r * (lda if not transposed else 1) elements
+    row_step = (lda if ta == NO_TRANS else 1) * item
+
+    def rows(_table: int, lo: int, hi: int) -> None:
+        fn(ROW_MAJOR, ta, tb, hi - lo, n, k, 1.0, a0 + lo * row_step, lda, b0, ldb, 0.0,
+           c0 + lo * n * item, n)
+
+    pool = cpu.POOL
+    if 2 * m * n * k >= SPLIT_MIN_FLOPS and pool.n_threads > 1:
+        pool.run(rows, 0, m, grain=SPLIT_GRAIN)
+    else:
+        rows(0, 0, m)
