@@ -8,7 +8,8 @@ kept). One step = forward, cross-entropy from integer labels, backward, Adam upd
 * jax: ``jax.jit(step, donate_argnums=(0, 1))`` of the same jnp code;
 * torch eager and torch.compile, when torch is importable (otherwise the columns say so);
 * the GEMM floor: the step's 8 GEMMs alone (forward 3, backward 5: no gradient for the
-  input), same shapes and operand layouts, in numpy (OpenBLAS) and in jax.
+  input), same shapes and operand layouts, in numpy (OpenBLAS, its own threads), through
+  syntonic's GEMM step (:mod:`syntonic.runtime.blas`) and in jax.
 
 All in one process, interleaved round by round so that load from other processes hits
 every column alike; a time is the best round (median in brackets) of `steps` steps.
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import syntonic as sn  # noqa: E402
+from syntonic.runtime import blas  # noqa: E402
 
 try:
     import jax  # noqa: E402
@@ -153,7 +155,8 @@ def gemm_shapes() -> list[tuple[tuple[int, int], tuple[int, int], bool, bool]]:
             ((b, d0), (b, d1), True, False)]     # dW1 = x.T @ dh1
 
 
-def numpy_gemms() -> Callable[[], object]:
+def numpy_gemms(matmul: Callable[..., object] | None = None) -> Callable[[], object]:
+    """The 8 GEMMs through np.matmul, or through `matmul(a, b, out)`."""
     rng = np.random.default_rng(1)
     ops = []
     for ls, rs, lt, rt in gemm_shapes():
@@ -164,7 +167,10 @@ def numpy_gemms() -> Callable[[], object]:
 
     def run() -> object:
         for a, b, out in ops:
-            np.matmul(a, b, out=out)
+            if matmul is None:
+                np.matmul(a, b, out=out)
+            else:
+                matmul(a, b, out)
         return out
 
     return run
@@ -330,6 +336,7 @@ def main() -> None:
         notes.append("torch eager / torch.compile: torch is not installed on this machine, "
                      "so those columns are absent (the issue quotes torch 7.4 ms here).")
     cases["GEMM floor (numpy/OpenBLAS)"] = numpy_gemms()
+    cases["GEMM floor (syntonic GEMM step)"] = numpy_gemms(blas.matmul)
     if jax:
         cases["GEMM floor (jax)"] = jax_gemms()
     if opts.notes:
