@@ -173,67 +173,63 @@ class _PreparedLaunch:
         self.dynamic: list[tuple[int, int]] = []  # (arg index, table slot) set per call
 
 
-class GpuProgram:
-    """Callable: ``gpu_program(*args) -> tuple of outputs``. See the module docstring."""
+class _Loop:
+    """A host-driven ``while`` loop (a ``LoopStep``): runners for its cond and body and
+    the slots of its state and loop-invariant operands in the enclosing runner."""
 
-    def __init__(self, program: Program, module: CudaModule, device: int = 0) -> None:
+    __slots__ = ("kernel", "cond", "body", "inputs", "outputs", "carried", "staging")
+
+    def __init__(self, kernel: int, cond: _Runner, body: _Runner, inputs: tuple[int, ...],
+                 outputs: tuple[int, ...], carried: int, staging: list[int]) -> None:
+        self.kernel = kernel
+        self.cond = cond
+        self.body = body
+        self.inputs = inputs
+        self.outputs = outputs
+        self.carried = carried
+        self.staging = staging  # a buffer per body output that is a body parameter
+
+
+class _Runner:
+    """The device buffers and prepared steps of one (program, module) pair.
+
+    Constants are uploaded and temporaries and scratch buffers taken from the pool once
+    (the workspace); the slots in `dynamic` (the root program's parameters and outputs, a
+    loop sub-program's parameters) are bound by the caller before :meth:`run`.
+    """
+
+    def __init__(self, owner: GpuProgram, program: Program, module: CudaModule,
+                 dynamic: set[int]) -> None:
+        self.owner = owner
         self.program = program
         self.module = module
-        self.device_index = device
-        dev = cuda.device_for(device)
-        self.device = dev
-        self.pool = device_pool(device)
-        self.binary = build_binary(module.source, dev.arch, program.name)
-        self.cu_module = dev.load_module(self.binary.cubin, self.binary.ptx,
-                                         f"@{program.name}")
-        self._lock = threading.Lock()
         bufs = program.buffers
-        self.n_params = len(program.params)
-        self._param_types = [bufs[b].type for b in program.params]
-        self._param_np = [t.dtype.np for t in self._param_types]
-        # The pointer table: one slot per program buffer, then one per scratch buffer.
-        n_slots = len(bufs) + len(module.scratch)
-        self._table: list[int] = [0] * n_slots
-        self._keep: list[Any] = []  # const and workspace blocks, alive with the program
+        self.table: list[int] = [0] * (len(bufs) + len(module.scratch))
         for b in bufs:
+            if b.id in dynamic:
+                continue
             if b.role is Role.CONST:
                 assert b.data is not None
                 host = np.ascontiguousarray(b.data, b.type.dtype.np).reshape(-1)
-                self._table[b.id] = self._upload_owned(host)
-            elif b.role is Role.TEMP:
-                self._table[b.id] = self._alloc_owned(b.type.nbytes)
+                self.table[b.id] = owner._upload_owned(host)
+            else:  # temporaries, and the outputs of a loop sub-program
+                self.table[b.id] = owner._alloc_owned(b.type.nbytes)
         for s in module.scratch:
-            self._table[len(bufs) + s.id] = self._alloc_owned(s.nbytes)
-        self._out_bufs = [b.id for b in bufs if b.role is Role.OUTPUT]
-        # (buffer, shape, dtype, pool size class or 0 for an empty buffer) per output
-        self._out_specs = [(b.id, b.type.shape, np.dtype(b.type.dtype.np),
-                            size_class(b.type.nbytes) if b.type.nbytes else 0)
-                           for b in bufs if b.role is Role.OUTPUT]
-        self._param_keys = [(np.dtype(t.dtype.np), t.shape) for t in self._param_types]
-        self._dynamic_slots = set(program.params) | set(self._out_bufs)
-        self._steps = self._prepare()
-        self.launches = 0  # launches issued, for tests and benchmarks
+            self.table[len(bufs) + s.id] = owner._alloc_owned(s.nbytes)
+        self.dynamic = dynamic
+        self.steps = self._prepare()
 
-    # ------------------------------------------------------------ preparation
-    def _alloc_owned(self, nbytes: int) -> int:
-        if nbytes == 0:
-            return 0
-        block = self.pool.alloc(nbytes)
-        self._keep.append(block)
-        return block.ptr
-
-    def _upload_owned(self, host: np.ndarray) -> int:
-        ptr = self._alloc_owned(host.nbytes)
-        self.device.htod(ptr, host.ctypes.data, host.nbytes)
-        return ptr
-
-    def _prepare(self) -> list[_PreparedLaunch | int]:
-        """Resolve functions, grids and argument blocks; an int is an opaque kernel."""
-        dev = self.device
+    def _prepare(self) -> list[Any]:
+        """Prepared launches, opaque kernel indices (ints) and loops, in step order."""
+        owner = self.owner
+        dev = owner.device
         n_bufs = len(self.program.buffers)
         grids: dict[int, int] = {}
-        steps: list[_PreparedLaunch | int] = []
+        steps: list[Any] = []
         for index, step in enumerate(self.module.steps):
+            if hasattr(step, "cond") and hasattr(step, "body"):  # a LoopStep
+                steps.append(self._loop(step))
+                continue
             if not isinstance(step, Launch):
                 steps.append(step.kernel)
                 continue
@@ -246,7 +242,7 @@ class GpuProgram:
                 block = max(32, dev.max_threads_per_block // 32 * 32)
             grid = step.grid(dev.sm_count, block)
             grids[index] = grid
-            fn = self.cu_module.function(step.symbol)
+            fn = owner.cu_module.function(step.symbol)
             if step.shared_bytes > STATIC_SHARED_LIMIT:
                 drv = cuda.driver()
                 attr = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
@@ -261,14 +257,147 @@ class GpuProgram:
                                            f"{arg.step}, which is not an earlier launch")
                     prep.values[i] = grids[arg.step]
                     continue
-                slot = arg.buffer if isinstance(arg, BufferArg) else n_bufs + arg.scratch
                 assert isinstance(arg, BufferArg | ScratchArg)
-                if slot in self._dynamic_slots:
+                slot = arg.buffer if isinstance(arg, BufferArg) else n_bufs + arg.scratch
+                if slot in self.dynamic:
                     prep.dynamic.append((i, slot))
                 else:
-                    prep.values[i] = self._table[slot]
+                    prep.values[i] = self.table[slot]
             steps.append(prep)
         return steps
+
+    def _loop(self, step: Any) -> _Loop:
+        loop = self.program.kernels[step.kernel].loop
+        assert loop is not None, f"loop step of kernel {step.kernel} without a Loop"
+        cond = _Runner(self.owner, loop.cond, step.cond, set(loop.cond.params))
+        body = _Runner(self.owner, loop.body, step.body, set(loop.body.params))
+        staging = []
+        for o in loop.body.outputs[:loop.carried]:
+            role = loop.body.buffers[o.buffer].role
+            nbytes = loop.body.buffers[o.buffer].type.nbytes
+            staging.append(self.owner._alloc_owned(nbytes) if role is Role.PARAM else 0)
+        return _Loop(step.kernel, cond, body, loop.inputs, loop.outputs, loop.carried,
+                     staging)
+
+    def bind(self, ptrs: list[int]) -> None:
+        """Point the parameters at `ptrs` (device pointers, in parameter order)."""
+        for bid, ptr in zip(self.program.params, ptrs):
+            self.table[bid] = ptr
+
+    def run(self) -> None:
+        table = self.table
+        owner = self.owner
+        for step in self.steps:
+            if type(step) is _PreparedLaunch:
+                values = step.values
+                for i, slot in step.dynamic:
+                    values[i] = table[slot]
+                if step.grid:
+                    cuda.launch(step.fn, step.grid, step.block, step.shared, step.addr)
+                    owner.launches += 1
+            elif type(step) is _Loop:
+                self._run_loop(step)
+            else:
+                self._opaque(step)
+
+    def _run_loop(self, loop: _Loop) -> None:
+        """``state = inputs[:n]; while cond(state, consts): state = body(state, consts)``;
+        the state lives in the loop's output buffers; one byte per trip is read back."""
+        dev = self.owner.device
+        table = self.table
+        n = loop.carried
+        state = [table[b] for b in loop.outputs]
+        consts = [table[b] for b in loop.inputs[n:]]
+        sizes = [self.program.buffers[b].type.nbytes for b in loop.outputs]
+        for i in range(n):
+            dev.dtod(state[i], table[loop.inputs[i]], sizes[i])
+        cond, body = loop.cond, loop.body
+        flag = np.zeros(1, np.bool_)
+        cond_out = cond.program.outputs[0].buffer
+        while True:
+            cond.bind([*state, *consts])
+            cond.run()
+            dev.dtoh(flag.ctypes.data, cond.table[cond_out], 1)
+            if not flag[0]:
+                break
+            body.bind([*state, *consts])
+            body.run()
+            outs = body.program.outputs[:n]
+            srcs = [body.table[o.buffer] for o in outs]
+            for i in range(n):  # a carried value passed through: stage it first
+                if loop.staging[i]:
+                    dev.dtod(loop.staging[i], srcs[i], sizes[i])
+                    srcs[i] = loop.staging[i]
+            for i in range(n):
+                if srcs[i] != state[i]:
+                    dev.dtod(state[i], srcs[i], sizes[i])
+
+    def _opaque(self, kernel_index: int) -> None:
+        """Run a kernel by its reference rule on host copies of the buffers it touches."""
+        from syntonic.lower.kernel_interp import run_kernel
+
+        dev = self.owner.device
+        prog = self.program
+        k = prog.kernels[kernel_index]
+        reads, writes = _opaque_io(k, prog)
+        flat: dict[int, np.ndarray] = {}
+        for b in prog.buffers:
+            if b.role is Role.CONST:
+                flat[b.id] = np.ascontiguousarray(b.data, b.type.dtype.np).reshape(-1)
+            elif b.id in reads or b.id in writes:
+                host = np.empty(b.type.size, b.type.dtype.np)
+                dev.dtoh(host.ctypes.data, self.table[b.id], host.nbytes)
+                flat[b.id] = host
+        run_kernel(k, flat, prog)
+        for bid in writes:
+            host = np.ascontiguousarray(flat[bid])
+            dev.htod(self.table[bid], host.ctypes.data, host.nbytes)
+
+
+class GpuProgram:
+    """Callable: ``gpu_program(*args) -> tuple of outputs``. See the module docstring."""
+
+    def __init__(self, program: Program, module: CudaModule, device: int = 0) -> None:
+        self.program = program
+        self.module = module
+        self.device_index = device
+        dev = cuda.device_for(device)
+        self.device = dev
+        self.pool = device_pool(device)
+        self.binary = build_binary(module.source, dev.arch, program.name)
+        self.cu_module = dev.load_module(self.binary.cubin, self.binary.ptx,
+                                         f"@{program.name}")
+        self._lock = threading.Lock()
+        self._keep: list[Any] = []  # const and workspace blocks, alive with the program
+        self.launches = 0  # launches issued, for tests and benchmarks
+        bufs = program.buffers
+        self.n_params = len(program.params)
+        self._param_types = [bufs[b].type for b in program.params]
+        self._param_keys = [(np.dtype(t.dtype.np), t.shape) for t in self._param_types]
+        # (buffer, shape, dtype, pool size class or 0 for an empty buffer) per output
+        self._out_specs = [(b.id, b.type.shape, np.dtype(b.type.dtype.np),
+                            size_class(b.type.nbytes) if b.type.nbytes else 0)
+                           for b in bufs if b.role is Role.OUTPUT]
+        dynamic = set(program.params) | {spec[0] for spec in self._out_specs}
+        self._root = _Runner(self, program, module, dynamic)
+        self._table = self._root.table
+
+    # ------------------------------------------------------------ memory
+    def _alloc_owned(self, nbytes: int) -> int:
+        if nbytes == 0:
+            return 0
+        block = self.pool.alloc(nbytes)
+        self._keep.append(block)
+        return block.ptr
+
+    def _upload_owned(self, host: np.ndarray) -> int:
+        ptr = self._alloc_owned(host.nbytes)
+        self.device.htod(ptr, host.ctypes.data, host.nbytes)
+        return ptr
+
+    @property
+    def _steps(self) -> list[Any]:
+        return self._root.steps
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any) -> tuple[Any, ...]:
@@ -300,16 +429,7 @@ class GpuProgram:
                 else:
                     outs[bid] = DeviceArray._wrap(shape, dtype, 0, index, None)
                 table[bid] = outs[bid].ptr
-            for step in self._steps:
-                if type(step) is int:
-                    self._opaque(step)
-                    continue
-                values = step.values
-                for i, slot in step.dynamic:
-                    values[i] = table[slot]
-                if step.grid:
-                    cuda.launch(step.fn, step.grid, step.block, step.shared, step.addr)
-                    self.launches += 1
+            self._root.run()
             result = self._collect(inputs, outs)
         if on_device:
             return result
@@ -364,26 +484,6 @@ class GpuProgram:
             self.device.dtod(copy.ptr, src, copy.nbytes)
             result.append(copy)
         return tuple(result)
-
-    def _opaque(self, kernel_index: int) -> None:
-        """Run a kernel by its reference rule on host copies of the buffers it touches."""
-        from syntonic.lower.kernel_interp import run_kernel
-
-        prog = self.program
-        k = prog.kernels[kernel_index]
-        reads, writes = _opaque_io(k, prog)
-        flat: dict[int, np.ndarray] = {}
-        for b in prog.buffers:
-            if b.role is Role.CONST:
-                flat[b.id] = np.ascontiguousarray(b.data, b.type.dtype.np).reshape(-1)
-            elif b.id in reads or b.id in writes:
-                host = np.empty(b.type.size, b.type.dtype.np)
-                self.device.dtoh(host.ctypes.data, self._table[b.id], host.nbytes)
-                flat[b.id] = host
-        run_kernel(k, flat, prog)
-        for bid in writes:
-            host = np.ascontiguousarray(flat[bid])
-            self.device.htod(self._table[bid], host.ctypes.data, host.nbytes)
 
     def call_donating(self, args: list[Any], donated: Any) -> tuple[Any, ...]:
         """Donation is a CPU-side optimisation; on the GPU outputs come from the pool."""

@@ -373,6 +373,18 @@ def _families():
         return sn.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] * 1.5),
                              (np.int32(0), x))[1]
 
+    def swap_loop(a, b):  # body outputs that are body parameters (staged, then copied)
+        return sn.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[2], c[1] * 2.0),
+                             (np.int32(0), a, b))
+
+    def nested_loop(x):
+        def outer(c):
+            inner = sn.while_loop(lambda d: d[0] < 2, lambda d: (d[0] + 1, d[1] + 1.0),
+                                  (np.int32(0), c[1]))[1]
+            return c[0] + 1, sn.harmonize(inner) * 0.5
+
+        return sn.while_loop(lambda c: c[0] < 3, outer, (np.int32(0), x))
+
     rng = np.random.default_rng(0)
     f32 = np.float32
     return [
@@ -385,6 +397,8 @@ def _families():
         (views, (rng.normal(size=(3, 4)).astype(f32),)),
         (passthrough, (rng.normal(size=(12,)).astype(f32),)),
         (loop, (rng.normal(size=(4,)).astype(f32),)),
+        (swap_loop, (rng.normal(size=(3,)).astype(f32), rng.normal(size=(3,)).astype(f32))),
+        (nested_loop, (rng.normal(size=(2, 8)).astype(f32),)),
     ]
 
 
@@ -396,6 +410,31 @@ def test_kernel_families_on_the_emulated_device(fake_gpu, fn, args):
     outs = gp(*[sn.to_device(a) for a in args])
     assert all(isinstance(o, DeviceArray) for o in outs)
     _compare(graph, [o.numpy() for o in outs], args)
+
+
+def test_while_loops_run_on_the_device(fake_gpu):
+    """A LoopStep is driven from the host with the state on the device: one launch per
+    cond and body kernel per trip, one byte read back per trip, no reference rule."""
+    def loop(x):
+        return sn.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] * 1.5),
+                             (np.int32(0), x))[1]
+
+    x = np.linspace(-1, 1, 16).astype(np.float32)
+    graph, program = _program(loop, x)
+    module = generate(program, program.name)
+    if not any(hasattr(s, "body") for s in module.steps):
+        pytest.skip("the code generator emits no LoopStep for this loop")
+    gp = gpu.GpuProgram(program, module)
+    import syntonic.lower.kernel_interp as kernel_interp
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the loop ran through its reference rule")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernel_interp, "run_kernel", refuse)
+        (y,) = gp(sn.to_device(x))
+    np.testing.assert_allclose(y.numpy(), x * 1.5 ** 5, rtol=1e-6)
+    assert gp.launches >= 11  # 6 cond + 5 body trips
 
 
 def test_no_driver_allocation_per_call_once_warm(fake_gpu):
