@@ -174,8 +174,11 @@ def test_eager_resonant_ops_match_reference_on_numpy_inputs():
 def test_device_argument_is_validated():
     with pytest.raises(sn.SyntonicError, match="unknown device"):
         sn.jit(lambda x: x, device="tpu")
-    with pytest.raises(sn.SyntonicError, match="no CUDA backend"):
-        sn.jit(lambda x: x, device="cuda")
+    from syntonic.runtime import cuda
+
+    if not cuda.available()[0]:  # without a GPU: one clear error at the first call
+        with pytest.raises(sn.SyntonicError, match="CUDA|cuda"):
+            sn.jit(lambda x: x + 1.0, device="cuda")(np.ones(2))
     with pytest.raises(sn.TraceError, match="does not take"):
         sn.jit(lambda x: x, static_argnames=("y",))
 
