@@ -80,7 +80,9 @@ class MemoryPool:
     def __init__(self, device: cuda.Device) -> None:
         self.device = device
         self._free: dict[int, list[int]] = {}
-        self._lock = threading.Lock()
+        # re-entrant: the garbage collector may free a block (``_Block.__del__``) while
+        # this thread holds the lock inside ``alloc``
+        self._lock = threading.RLock()
         self.driver_allocs = 0
         self.reuses = 0
         self.in_use_bytes = 0
