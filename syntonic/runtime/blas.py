@@ -142,7 +142,8 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     n = rhs.shape[1]
     ta, lda = la
     tb, ldb = lb
-    a0, b0, c0 = lhs.ctypes.data, rhs.ctypes.data, out.ctypes.data
+    pointer = cpu.data_pointer
+    a0, b0, c0 = pointer(lhs), pointer(rhs), pointer(out)
     item = dt.itemsize
     # row r of lhs starts at a0 + r * (lda if not transposed else 1) elements
     row_step = (lda if ta == NO_TRANS else 1) * item

@@ -185,14 +185,15 @@ class NativeProgram:
         temps = [np.empty(shape, dt) for shape, dt in self.temp_slots]
         table = (ctypes.c_void_p * max(n_front + len(temps), 1))()
         for i, t in enumerate(temps):
-            table[n_front + i] = t.ctypes.data
+            table[n_front + i] = cpu.data_pointer(t)
         return temps, table
 
     def _run_steps(self, front: list[np.ndarray], temps: list[np.ndarray],
                    table: ctypes.Array) -> None:
         """Run the plan's steps; `table` already points at `temps` (after `front`)."""
+        pointer = cpu.data_pointer
         for i, a in enumerate(front):
-            table[i] = a.ctypes.data
+            table[i] = pointer(a)
         arrays = front + temps
         addr = ctypes.addressof(table)
         pool = cpu.POOL
