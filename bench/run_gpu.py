@@ -160,6 +160,7 @@ def copy_bandwidth(nbytes: int, repeat: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--tiny", action="store_true", help="tiny sizes (tests of this script)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "README.md"))
     opts = ap.parse_args()
     ok, why = cuda.available()
@@ -168,28 +169,30 @@ def main() -> None:
               file=sys.stderr)
         raise SystemExit(2)
     dev = cuda.get_device(0)
-    n = 1 << (20 if opts.quick else 26)
-    rows_n = 1024 if opts.quick else 8192
-    rep = 3 if opts.quick else 10
-    m, k, nn = (64, 256, 256) if opts.quick else (256, 1024, 1024)
+    n = 1 << (10 if opts.tiny else 20 if opts.quick else 26)
+    rows_n = 8 if opts.tiny else 1024 if opts.quick else 8192
+    rep = 2 if opts.tiny else 3 if opts.quick else 10
+    m, k, nn = (8, 16, 8) if opts.tiny else (64, 256, 256) if opts.quick else (256, 1024, 1024)
     rng = np.random.default_rng(0)
     host = {
         "x": rng.standard_normal(n).astype(np.float32),
         "y": rng.standard_normal(n).astype(np.float32),
-        "x2": rng.standard_normal((rows_n, 1024 if opts.quick else 4096)).astype(np.float32),
+        "x2": rng.standard_normal(
+            (rows_n, 64 if opts.tiny else 1024 if opts.quick else 4096)).astype(np.float32),
         "small": rng.standard_normal(248).astype(np.float32),
         "a": rng.standard_normal((m, k)).astype(np.float32),
         "w": (rng.standard_normal((k, nn)) / np.sqrt(k)).astype(np.float32),
         "b": rng.standard_normal(nn).astype(np.float32),
     }
+    calls = 2 if opts.tiny else 10
     cases = {  # name -> (syntonic fn, argument names, calls per timing)
-        "copy": (copy_sn, ("x",), 10),
-        "triad": (triad_sn, ("x", "y"), 10),
-        "w1": (w1_sn, ("x",), 10),
-        "w2": (w2_sn, ("x2",), 10),
-        "w3": (w3_sn, ("x", "y"), 10),
-        "w4": (w4_sn, ("small",), 2000),
-        "w5": (w5_sn, ("a", "w", "b"), 20),
+        "copy": (copy_sn, ("x",), calls),
+        "triad": (triad_sn, ("x", "y"), calls),
+        "w1": (w1_sn, ("x",), calls),
+        "w2": (w2_sn, ("x2",), calls),
+        "w3": (w3_sn, ("x", "y"), calls),
+        "w4": (w4_sn, ("small",), 2 if opts.tiny else 2000),
+        "w5": (w5_sn, ("a", "w", "b"), 2 * calls),
     }
     refs = _numpy_refs()
     on_dev = {name: sn.to_device(v) for name, v in host.items()}
@@ -239,7 +242,7 @@ def main() -> None:
     bw = copy_bandwidth(4 * n, rep)
     print(f"cuMemcpyDtoD bandwidth {bw / 1e9:.0f} GB/s", flush=True)
     section = report(results, list(peers), bw, n, host["x2"].shape, (m, k, nn), dev,
-                     opts.quick)
+                     " --tiny" if opts.tiny else " --quick" if opts.quick else "")
     write_section(Path(opts.out), section)
     print(f"wrote the GPU section of {opts.out}")
 
@@ -250,7 +253,7 @@ def _fmt(t: float) -> str:
 
 def report(res: dict[str, dict[str, float]], peers: list[str], copy_bw: float, n: int,
            rows: tuple[int, ...], mkn: tuple[int, int, int], dev: cuda.Device,
-           quick: bool) -> str:
+           flags: str) -> str:
     traffic = {"copy": 8 * n, "triad": 12 * n, "w1": 8 * n, "w2": 8 * rows[0] * rows[1],
                "w3": 8 * n}
     labels = {
@@ -262,26 +265,27 @@ def report(res: dict[str, dict[str, float]], peers: list[str], copy_bw: float, n
         "w4": "W4 per call, 5-op expr f32[248]",
         "w5": f"W5 relu(x@w+b) {mkn[0]}x{mkn[1]}x{mkn[2]}",
     }
-    import cuda.bindings
+    from cuda.bindings import __version__ as bindings_version  # (not `import cuda...`:
+    # that would shadow syntonic.runtime.cuda in this function)
 
     lines = [
         "## GPU benchmarks (W0-W5)",
         "",
-        f"Command: `python bench/run_gpu.py{' --quick' if quick else ''}` (rewrites this "
+        f"Command: `python bench/run_gpu.py{flags}` (rewrites this "
         "section only).",
         "",
         f"Device: {dev.name} ({dev.arch}, {dev.sm_count} SMs), driver CUDA "
         f"{'.'.join(map(str, cuda.driver_version()))}, NVRTC "
         f"{'.'.join(map(str, cuda.nvrtc_version() or ('?',)))}, cuda-bindings "
-        f"{cuda.bindings.__version__}, python {platform.python_version()}.",
+        f"{bindings_version}, python {platform.python_version()}.",
         "",
         "Arrays are on the device. Syntonic, CuPy and PyTorch: CUDA events, best of several",
         "runs of back-to-back calls; jax: wall clock around `block_until_ready`. Ratio = peer",
         "time / syntonic time (> 1: syntonic is faster). GB/s counts each array read or",
         f"written once; % is of the measured `cuMemcpyDtoD` bandwidth, {copy_bw / 1e9:.0f} GB/s.",
         "",
-        "| workload | syntonic | " + " | ".join(peers) + " | syntonic GB/s (% of copy) |",
-        "|---|---|" + "---|" * len(peers) + "---|",
+        "| " + " | ".join(["workload", "syntonic", *peers, "syntonic GB/s (% of copy)"]) + " |",
+        "|" + "---|" * (len(peers) + 3),
     ]
     for name, row in res.items():
         t = row["syntonic"]
@@ -292,7 +296,7 @@ def report(res: dict[str, dict[str, float]], peers: list[str], copy_bw: float, n
             rate = f"{traffic[name] / t / 1e9:.0f} GB/s ({traffic[name] / t / copy_bw:.0%})"
         else:
             rate = ""
-        lines.append(f"| {labels[name]} | {_fmt(t)} | " + " | ".join(cells) + f" | {rate} |")
+        lines.append("| " + " | ".join([labels[name], _fmt(t), *cells, rate]) + " |")
     lines += ["", f"Load average while measuring: {os.getloadavg()[0]:.2f}.", ""]
     return "\n".join(lines)
 
