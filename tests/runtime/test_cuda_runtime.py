@@ -723,3 +723,18 @@ def test_events_and_benchmark_timer(fake_gpu):
 def test_lower_auto_with_a_gpu_has_both_backends(fake_gpu):
     low = sn.jit(lambda x: x * 2.0).lower(sn.spec("f32[8]"))
     assert {"llvm", "cuda", "ptx"} <= set(low.stages)
+
+
+def test_gpu_benchmark_script_runs_on_the_emulated_device(fake_gpu, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setattr(cuda, "nvrtc_version", lambda: (13, 0))
+    monkeypatch.setattr(cuda, "driver_version", lambda: (13, 0))
+    readme = tmp_path / "README.md"
+    readme.write_text("# CPU benchmarks\n")
+    monkeypatch.setattr(sys, "argv", ["run_gpu.py", "--tiny", "--out", str(readme)])
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / "bench" / "run_gpu.py"),
+                   run_name="__main__")
+    text = readme.read_text()
+    assert text.startswith("# CPU benchmarks\n") and "W5 relu(x@w+b) 8x16x8" in text
+    assert "Device: Fake GPU (sm_90, 1 SMs)" in text
