@@ -140,11 +140,10 @@ def _probe() -> tuple[bool, str]:
         drv = driver()
     except BackendError:
         return False, f"the `cuda` extra is not installed ({_import_error}); {INSTALL_HINT}"
-    try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError as exc:
+    missing = _driver_library_error()
+    if missing is not None:
         return False, ("no NVIDIA driver: the driver library libcuda.so.1 could not be "
-                       f"loaded ({exc}); install the NVIDIA driver, or use device='cpu'")
+                       f"loaded ({missing}); install the NVIDIA driver, or use device='cpu'")
     try:
         err = drv.cuInit(0)[0]
         if err == drv.CUresult.CUDA_ERROR_NO_DEVICE:
@@ -172,6 +171,16 @@ def _probe() -> tuple[bool, str]:
     except BackendError as exc:
         return False, str(exc)
     return True, f"{dev.name} ({dev.arch}, {dev.sm_count} SMs), driver CUDA {have[0]}.{have[1]}"
+
+
+def _driver_library_error() -> str | None:
+    """Why ``libcuda.so.1`` does not load (None when it does); checked before cuInit so
+    that a missing driver is reported plainly rather than by cuda-bindings' loader."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def nvrtc_version() -> tuple[int, int] | None:

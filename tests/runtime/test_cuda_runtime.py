@@ -258,6 +258,25 @@ def _compare(graph, got, args):
 # ------------------------------------------------------------------ emulated device
 
 
+def test_availability_says_why(fake_gpu, monkeypatch):
+    """No device, and a driver older than NVRTC's CUDA major version, are said plainly."""
+    monkeypatch.setattr(cuda, "_driver_library_error", lambda: None)
+    monkeypatch.setattr(cuda, "nvrtc_version", lambda: (13, 0))
+    monkeypatch.setattr(cuda, "_available", None)
+    assert cuda.available() == (True, "Fake GPU (sm_90, 1 SMs), driver CUDA 13.0")
+    monkeypatch.setattr(fake_gpu, "cuDriverGetVersion", lambda: (0, 12080))
+    cuda.reset_availability()
+    ok, why = cuda.available()
+    assert not ok and "driver is too old: it supports CUDA 12.8" in why
+    assert "nvidia-cuda-nvrtc==12.8.*" in why
+    monkeypatch.setattr(fake_gpu, "cuInit", lambda flags: (100,))
+    cuda.reset_availability()
+    assert cuda.available() == (False, "no CUDA device: the NVIDIA driver is loaded but "
+                                       "finds no GPU")
+    with pytest.raises(BackendError, match="finds no GPU"):
+        sn.to_device(np.ones(2, np.float32))
+
+
 def test_device_properties_and_context(fake_gpu):
     dev = cuda.get_device(0)
     assert dev.name == "Fake GPU" and dev.arch == "sm_90" and dev.sm_count == 1
