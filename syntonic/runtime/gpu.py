@@ -10,10 +10,12 @@
   ctypes array of the 8-byte argument values and the ``void*[]`` pointing at them);
 * **per call**: only the pointers of the parameters and outputs are written into those
   arrays, then ``cuLaunchKernel`` per launch; outputs come from the memory pool, so a
-  warm loop makes no ``cuMemAlloc``. An :class:`OpaqueStep` copies the buffers its kernel
-  touches to the host, runs :func:`syntonic.lower.kernel_interp.run_kernel` and copies
-  what it writes back (correct, slow: only control flow and ops without a kernel
-  lowering take this path).
+  warm loop makes no ``cuMemAlloc``. A ``LoopStep`` (``while_loop``) is driven from the
+  host with its state on the device (its cond and body sub-modules have runners of their
+  own; one byte is read back per trip). An :class:`OpaqueStep` copies the buffers its
+  kernel touches to the host, runs :func:`syntonic.lower.kernel_interp.run_kernel` and
+  copies what it writes back (correct, slow: only ops without a kernel lowering take
+  this path).
 
 Inputs may be :class:`~syntonic.runtime.device.DeviceArray`\\ s, any object with
 ``__cuda_array_interface__`` (wrapped, no copy), numpy arrays or Python numbers (those
