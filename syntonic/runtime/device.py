@@ -220,7 +220,7 @@ class DeviceArray:
         """A host copy (waits for the kernels that write this array)."""
         out = np.empty(self.shape, self.dtype)
         if self.size:
-            cuda.get_device(self.device).dtoh(out.ctypes.data, self.ptr, self.nbytes)
+            cuda.device_for(self.device).dtoh(out.ctypes.data, self.ptr, self.nbytes)
         return out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:

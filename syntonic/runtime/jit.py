@@ -340,8 +340,9 @@ class JitFunction:
         from syntonic.runtime import cuda
         from syntonic.runtime.device import as_device_array
 
-        if for_call and type(leaf) is DeviceArray and self.device in ("auto", "cuda"):
-            return (leaf.dtype, leaf.shape)  # ours: valid, and CUDA exists
+        if for_call and type(leaf) is DeviceArray and self.device in ("auto", "cuda") \
+                and cuda.available()[0]:
+            return (leaf.dtype, leaf.shape)  # ours: already validated
         try:
             arr = as_device_array(leaf, name=f"argument {name!r} of `{self.__name__}`")
         except SyntonicError as exc:

@@ -228,3 +228,12 @@ def test_size_classes():
     for n in (3_000_000, 40_000_000, 123_456_789):
         c = size_class(n)
         assert n <= c <= n * 1.125 + 1 and size_class(c) == c
+
+
+@no_gpu
+def test_a_wrapped_array_without_gpu_fails_clearly_everywhere():
+    arr = sn.as_device_array(FakeCudaArray((2, 3), "<f4"))
+    with pytest.raises(sn.BackendError, match="CUDA is not available"):
+        arr.numpy()
+    with pytest.raises(sn.BackendError, match="CUDA is not available"):
+        sn.jit(_double)(arr)
