@@ -757,3 +757,40 @@ def test_gpu_benchmark_script_runs_on_the_emulated_device(fake_gpu, monkeypatch,
     text = readme.read_text()
     assert text.startswith("# CPU benchmarks\n") and "W5 relu(x@w+b) 8x16x8" in text
     assert "Device: Fake GPU (sm_90, 1 SMs)" in text
+
+
+def test_threads_share_a_compiled_program(fake_gpu):
+    """Calls from several threads serialise on the program's argument blocks."""
+    import threading
+
+    f = sn.jit(lambda x, s: x * s + 1.0)
+    xs = [sn.to_device(np.full(64, i, np.float32)) for i in range(6)]
+    f(xs[0], np.float32(2.0))
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            results[i] = f(xs[i], np.float32(2.0)).numpy()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(6):
+        np.testing.assert_array_equal(results[i], np.full(64, 2 * i + 1, np.float32))
+
+
+def test_pytrees_and_static_arguments_on_the_device(fake_gpu):
+    @sn.jit(static_argnames=("steps",))
+    def step(params, x, steps):
+        for _ in range(steps):
+            x = x * params["w"] + params["b"]
+        return {"y": x, "mean": x.mean()}
+
+    params = {"w": sn.to_device(np.full(4, 2.0, np.float32)),
+              "b": np.ones(4, np.float32)}  # mixed: one leaf on the host
+    out = step(params, sn.to_device(np.zeros(4, np.float32)), steps=3)
+    assert isinstance(out["y"], DeviceArray)
+    np.testing.assert_array_equal(out["y"].numpy(), np.full(4, 7.0, np.float32))
+    assert float(out["mean"].numpy()) == 7.0
