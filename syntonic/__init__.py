@@ -139,8 +139,9 @@ from syntonic.ir.errors import GnosisError  # noqa: E402
 # isort: split
 # Compile stages, fusion reports and configuration (passes, fusion, kernel IR).
 from syntonic import config  # noqa: E402
-from syntonic.runtime.explain import ExplainReport  # noqa: E402
-from syntonic.runtime.lowered import Lowered  # noqa: E402
+
+# ExplainReport and Lowered load on first use (module __getattr__ below): they import
+# the passes and networkx (~120 ms), which running cached code never needs.
 
 # isort: split
 from syntonic.frontend.control import cond, while_loop  # noqa: E402
@@ -156,3 +157,13 @@ from syntonic.runtime.device import (  # noqa: E402
     device_pool,
     to_device,
 )
+
+_LAZY = {"ExplainReport": "syntonic.runtime.explain", "Lowered": "syntonic.runtime.lowered"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

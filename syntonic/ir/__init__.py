@@ -21,7 +21,6 @@ from syntonic.ir.errors import (
 )
 from syntonic.ir.graph import Builder, Graph, Location, Op, Value
 from syntonic.ir.interpreter import interpret
-from syntonic.ir.parser import parse
 from syntonic.ir.printer import print_graph
 from syntonic.ir.registry import InferError, OpDef, Trait, all_ops, get_op
 from syntonic.ir.types import DType, TensorType
@@ -33,3 +32,12 @@ __all__ = [
     "OpDef", "ShapeError", "SyntonicError", "TensorType", "TraceError", "Trait", "Value",
     "all_ops", "get_op", "interpret", "parse", "print_graph", "verify",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The parser needs lark (~30 ms to import); load it on first use of sn.ir.parse.
+    if name == "parse":
+        from syntonic.ir.parser import parse
+
+        return parse
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,15 +41,37 @@ class _MethodDef(ctypes.Structure):
 
 _PyCFunction_NewEx = ctypes.pythonapi.PyCFunction_NewEx
 _PyCFunction_NewEx.restype = ctypes.py_object
-_PyCFunction_NewEx.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+_PyCFunction_NewEx.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
 _keepalive: list[object] = []  # method defs must outlive their builtins (never freed)
 
 
-def make_fastcall(addr: int, name: str) -> Callable[..., np.ndarray]:
-    """A Python builtin calling the METH_FASTCALL function at `addr`."""
+def make_fastcall(addr: int, name: str,
+                  signature: Sequence[tuple[tuple[int, ...], np.dtype]] | None = None
+                  ) -> Callable[..., np.ndarray]:
+    """A Python builtin calling the METH_FASTCALL function at `addr`.
+
+    `signature` is the (shape, dtype) of each argument (parameters, then outputs); the
+    entry checks every argument against it natively (see :mod:`syntonic.lower.cpu.abi`),
+    so a call with anything else returns its first argument instead of the output.
+    Without it only the argument count, the array type and the layout are checked.
+    """
     mdef = _MethodDef(name.encode(), addr, METH_FASTCALL, None)
     _keepalive.append(mdef)
-    return _PyCFunction_NewEx(ctypes.addressof(mdef), None, None)
+    return _PyCFunction_NewEx(ctypes.addressof(mdef), expectations(signature), None)
+
+
+def expectations(signature: Sequence[tuple[tuple[int, ...], np.dtype]] | None
+                 ) -> np.ndarray:
+    """The ``self`` array of a FAST entry: what it checks each argument against."""
+    if signature is None:
+        return np.array([id(np.ndarray)] + [-1] * 3 * 64, np.int64)  # any shape/dtype
+    head = [id(np.ndarray)]
+    dims: list[int] = []
+    start = 1 + 3 * len(signature)
+    for shape, dtype in signature:
+        head += [np.dtype(dtype).num, len(shape), start + len(dims)]
+        dims += list(shape)
+    return np.array(head + dims, np.int64)
 
 
 def kernel_function(addr: int) -> KernelFn:
@@ -80,12 +102,25 @@ def fastcall_supported() -> bool:
 def _probe_layout() -> bool:
     import sys
 
+    from syntonic.lower.cpu import layout as abi
+
+    def at(base: int, offset: int, ctype: type) -> int:
+        return ctype.from_address(base + offset).value
+
     try:
-        a = np.zeros(3, np.float32)
+        a = np.zeros((3, 5), np.float32)
         base = id(a)
-        data = ctypes.c_void_p.from_address(base + 16).value
-        flags = ctypes.c_int32.from_address(base + 64).value
-        if data != a.ctypes.data or flags != a.flags.num:
+        descr = at(base, abi.ARRAY_DESCR_OFFSET, ctypes.c_void_p)
+        dims = at(base, abi.ARRAY_DIMS_OFFSET, ctypes.c_void_p)
+        ok = (at(base, abi.ARRAY_DATA_OFFSET, ctypes.c_void_p) == a.ctypes.data
+              and at(base, abi.ARRAY_FLAGS_OFFSET, ctypes.c_int32) == a.flags.num
+              and at(base, abi.OB_TYPE_OFFSET, ctypes.c_void_p) == id(np.ndarray)
+              and at(base, abi.ARRAY_ND_OFFSET, ctypes.c_int32) == 2
+              and (ctypes.c_int64 * 2).from_address(dims)[:] == [3, 5]
+              and descr == id(a.dtype)
+              and at(descr, abi.DESCR_TYPE_NUM_OFFSET, ctypes.c_int32) == a.dtype.num
+              and at(descr, abi.DESCR_BYTEORDER_OFFSET, ctypes.c_char) == b"=")
+        if not ok:
             return False
         before = ctypes.c_ssize_t.from_address(base).value
         return before == sys.getrefcount(a) - 1

@@ -22,14 +22,12 @@ import ctypes
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from syntonic import config
 from syntonic.ir.types import DType
-from syntonic.lower.kernel import Program
-from syntonic.lower.view import Dim, View
 from syntonic.runtime import blas, cache, cpu
 from syntonic.runtime.donation import BufferPool
 
@@ -39,7 +37,14 @@ _loaded: dict[str, dict[str, int]] = {}
 _load_lock = threading.Lock()
 
 
+if TYPE_CHECKING:  # the kernel IR's ~20 dataclasses cost ~10 ms to create: a warm start
+    from syntonic.lower.kernel import Program  # running cached code never needs them
+    from syntonic.lower.view import View
+
+
 def _view(spec: dict[str, Any]) -> View:
+    from syntonic.lower.view import Dim, View
+
     return View(tuple(Dim(s, st, lo, hi, step) for s, st, lo, hi, step in spec["dims"]),
                 spec["offset"])
 
@@ -110,23 +115,27 @@ class NativeProgram:
         self._keep_workspace = sum(math.prod(s) * dt.itemsize
                                    for s, dt in self.temp_slots) <= WORKSPACE_LIMIT
         self.fast = None
+        # hot = (fast, shape, dtype) of a single-output program whose FAST entry checks
+        # its whole signature natively: `out = empty(shape, dtype); fast(*args, out) is
+        # out` is then a complete call (JitFunction.__call__ uses it; see abi.py)
+        self.hot: tuple[Callable[..., Any], tuple[int, ...], np.dtype] | None = None
         if "fast" in plan and cpu.fastcall_supported() and (
                 biggest < self.min_parallel or cpu.POOL.n_threads == 1):
-            self.fast = cpu.make_fastcall(addrs[plan["fast"]], plan["fast"])
+            signature = [(tuple(s["shape"]), np.dtype(DType[s["dtype"]].np)) for s in slots
+                         if s["kind"] in ("param", "output")]
+            self.fast = cpu.make_fastcall(addrs[plan["fast"]], plan["fast"], signature)
+            if self._simple_outputs and len(self.out_slots) == 1:
+                self.hot = (self.fast, *self.out_slots[0])
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any) -> tuple[np.ndarray, ...]:
         fast = self.fast
-        if fast is not None:
+        if fast is not None:  # it checks type, dtype, shape and layout of every argument
             outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
-            for a, dt in zip(args, self.param_dtypes):
-                if type(a) is not np.ndarray or a.dtype != dt:
-                    break
-            else:
-                if fast(*args, *outs) is outs[-1]:
-                    if self._simple_outputs:
-                        return tuple(outs)
-                    return self._collect(args, outs)
+            if fast(*args, *outs) is outs[-1]:
+                if self._simple_outputs:
+                    return tuple(outs)
+                return self._collect(args, outs)
         return self._general(args)
 
     def call_donating(self, args: Sequence[Any], donated: Sequence[int]
@@ -266,16 +275,16 @@ def program_key(graph_text: str, extra: str = "") -> str:
     """The compile-cache key of a traced graph (see :mod:`syntonic.runtime.cache`)."""
     import dataclasses
 
-    from syntonic.lower.cpu.codegen import CODEGEN_VERSION
-    from syntonic.lower.cpu.engine import get_engine
-
+    # Nothing here may need LLVM or the code generator (a warm hit loads neither): the
+    # host key stands for the target, and the source fingerprint covers the code
+    # generator (CODEGEN_VERSION lives in a source file it hashes).
     cfg = config.current()
     runtime_only = {"dump_dir", "explain", "verify", "cache", "cache_dir", "cpu_threads",
                     "parallel_min_points"}
     relevant = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
                      if f.name not in runtime_only)
-    return cache.make_key(graph_text, repr(relevant), extra, get_engine().target_key,
-                          cache.source_fingerprint(), CODEGEN_VERSION)
+    return cache.make_key(graph_text, repr(relevant), extra, cache.host_key(),
+                          cache.source_fingerprint())
 
 
 def compile_graph(graph: Any) -> NativeProgram:
@@ -284,11 +293,12 @@ def compile_graph(graph: Any) -> NativeProgram:
     Keyed on the traced IR, so a cache hit runs none of those stages (the kernel program
     is rebuilt only if an opaque kernel needs it).
     """
-    from syntonic.lower.schedule import lower_to_kernels
-    from syntonic.passes.fusion import fuse
-    from syntonic.passes.pipeline import run_pipeline
 
-    def build() -> Program:
+    def build() -> Program:  # imports here: a cache hit loads no pass (nor networkx)
+        from syntonic.lower.schedule import lower_to_kernels
+        from syntonic.passes.fusion import fuse
+        from syntonic.passes.pipeline import run_pipeline
+
         return lower_to_kernels(fuse(run_pipeline(graph)[-1].graph))
 
     return compile_program(None, program_key(graph.text()), build)
@@ -303,32 +313,50 @@ def compile_program(program: Program | None, key: str,
     if an opaque step needs it. `annotate` may post-process the optimised LLVM text (e.g.
     to add user source lines).
     """
-    from syntonic.lower.cpu.codegen import lower_program
-    from syntonic.lower.cpu.engine import get_engine
-
     entry = cache.get(key)
     if entry is None:
+        from syntonic.lower.cpu.codegen import lower_program
+        from syntonic.lower.cpu.engine import get_engine
+
         if program is None:
             assert build is not None
             program = build()
         lowered = lower_program(program, f"{program.name}_{key[:12]}")
-        art = get_engine().compile(lowered.llvm_ir, program.name, lowered.symbols,
-                                   vectorize=not _bit_mixing(program))
+        engine = get_engine()
+        art = engine.compile(lowered.llvm_ir, program.name, lowered.symbols,
+                             vectorize=not _bit_mixing(program))
         llvm_text = annotate_llvm(art.optimized_ir, program, lowered.plan)
         if annotate:
             llvm_text = annotate(llvm_text)
         meta = {"plan": lowered.plan, "symbols": list(lowered.symbols), "llvm": llvm_text,
-                "kernels": program.text(), "name": program.name}
-        entry = cache.Entry(meta, art.obj)
+                "kernels": program.text(), "name": program.name,
+                "target": engine.target_key}
+        entry = cache.Entry(meta, art.obj, engine.link(art.obj) or b"")
         cache.put(key, entry)
     with _load_lock:
         addrs = _loaded.get(key)
         if addrs is None:
-            addrs = get_engine().load(entry.obj, tuple(entry.meta["symbols"]))
+            addrs = _load_code(entry)
             _loaded[key] = addrs
     meta = dict(entry.meta)
     meta["plan"] = _copy_plan(meta["plan"])
     return NativeProgram(meta, addrs, program, build)
+
+
+def _load_code(entry: cache.Entry) -> dict[str, int]:
+    """Symbol addresses of an entry's machine code: dlopen its shared library (no LLVM
+    needed), else load its object code into LLVM's MCJIT."""
+    symbols = tuple(entry.meta["symbols"])
+    if entry.lib:
+        from syntonic.lower.cpu import sharedlib
+
+        try:
+            return sharedlib.load(entry.lib, symbols)
+        except OSError:
+            pass  # e.g. temporary files may not be executable here: MCJIT takes the object
+    from syntonic.lower.cpu.engine import get_engine
+
+    return get_engine().load(entry.obj, symbols, b"")
 
 
 _BIT_OPS = frozenset({"shl", "shr", "bitand", "bitor", "bitxor"})

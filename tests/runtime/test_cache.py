@@ -129,3 +129,90 @@ def test_four_concurrent_processes_then_restart_hits(cache_dir: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0] in sums and int(out[1]) == 1
+
+
+_WARM = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    import syntonic as sn
+    from syntonic.runtime import cache
+
+    def f(x):
+        return sn.tanh(x * 0.5 + 1.0) * sn.exp(-(x * x))
+
+    g = sn.jit(f, device="cpu")
+    with cache.configure(mode="rw", dir={dir!r}):
+        y = g(np.linspace(-2, 2, 64, dtype=np.float32))
+    print(float(y.sum()), cache.info()["disk_hits"], "llvmlite.binding" in sys.modules,
+          "networkx" in sys.modules and "syntonic.passes.fusion" in sys.modules)
+""")
+
+
+def test_warm_start_loads_neither_llvm_nor_the_passes(cache_dir: Path) -> None:
+    """A fresh process whose function is in the disk cache dlopens the stored shared
+    library: it imports no llvmlite.binding and runs no pass (where there is a linker)."""
+    from syntonic.lower.cpu import sharedlib
+
+    script = _WARM.format(root=str(ROOT), dir=str(cache_dir))
+    cold = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True).stdout.split()
+    warm = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert cold[0] == warm[0] and cold[1] == "0" and warm[1] == "1"
+    assert cold[2] == "True"
+    if sharedlib.linker() is not None:
+        assert warm[2] == "False", "a warm hit should not load LLVM"
+    assert warm[3] == "False", "a warm hit should not import the passes"
+
+
+def test_entry_without_a_loadable_library_falls_back_to_mcjit(cache_dir: Path,
+                                                               monkeypatch) -> None:
+    """An entry whose shared library cannot be dlopen'ed (noexec temp dirs, no linker when
+    it was compiled) still runs: its object code goes into MCJIT."""
+    from syntonic.lower.cpu import sharedlib
+    from syntonic.runtime import native as native_mod
+
+    prog = P.elementwise("exp", DType.f32, (16,))
+    key = cache.make_key("test-mcjit-fallback")
+    compile_program(prog, key)
+    entry = cache.get(key)
+    assert entry is not None
+    cache.clear(memory=True, disk=False)
+    native_mod._loaded.pop(key, None)
+
+    def refuse(lib: bytes, symbols: tuple[str, ...]) -> dict[str, int]:
+        raise OSError("noexec")
+
+    monkeypatch.setattr(sharedlib, "load", refuse)
+    again = compile_program(None, key)
+    x = np.linspace(0, 1, 16, dtype=np.float32)
+    np.testing.assert_allclose(again(x)[0], np.exp(x), rtol=1e-6)
+    # an entry stored without a library (compiled where there was no linker) loads too
+    native_mod._loaded.pop(key, None)
+    bare = cache.Entry(entry.meta, entry.obj, b"")
+    addrs = native_mod._load_code(bare)
+    assert all(addrs.values())
+
+
+def test_shared_library_roundtrip() -> None:
+    """link + load: each load is a separate library even for identical bytes."""
+    from syntonic.lower.cpu import sharedlib
+    from syntonic.lower.cpu.engine import get_engine
+
+    if sharedlib.linker() is None:
+        pytest.skip("no system linker")
+    from syntonic.lower.cpu.codegen import lower_program
+
+    lowered = lower_program(P.elementwise("neg", DType.f32, (4,)), "roundtrip")
+    art = get_engine().compile(lowered.llvm_ir, "roundtrip", lowered.symbols)
+    lib = sharedlib.link(art.obj)
+    assert lib and lib[:4] == b"\x7fELF"
+    a = sharedlib.load(lib, art.symbols)
+    b = sharedlib.load(lib, art.symbols)
+    assert set(a) == set(art.symbols) and all(a.values())
+    assert a != b  # two mappings, not the loader's cached first one
+    with pytest.raises(OSError):
+        sharedlib.load(lib, ("no_such_symbol",))
+    with pytest.raises(OSError):
+        sharedlib.load(b"not a library", art.symbols)

@@ -99,3 +99,50 @@ def ctypes_address(table: object) -> int:
     import ctypes
 
     return ctypes.addressof(table)
+
+
+def test_fastcall_checks_the_whole_signature_natively(lib: dict[str, int]) -> None:
+    """With a signature the entry itself rejects anything but exactly-typed, correctly
+    shaped, contiguous ndarrays (returning its first argument, or `self` for a wrong
+    argument count), so callers need no Python-side checks."""
+    f32 = np.dtype(np.float32)
+    fast = cpu.make_fastcall(lib["fast"], "fast", [((N,), f32), ((N,), f32)])
+    x = np.arange(N, dtype=np.float32)
+    out = np.zeros(N, np.float32)
+    assert fast(x, out) is out
+    np.testing.assert_array_equal(out, x * 2 + 1)
+
+    class Sub(np.ndarray):
+        pass
+
+    rejected = [
+        (x.astype(np.float64), out),  # dtype
+        (x.astype(">f4"), out),  # byte order
+        (x[:-1].copy(), out),  # shape
+        (x.reshape(10, 100), out),  # ndim
+        (x.view(Sub), out),  # a subclass is not exactly an ndarray
+        ([0.0] * N, out),  # not an array at all: only its type is read
+        (1.5, out),
+        (x, out[::-1]),  # non-contiguous output
+    ]
+    ro = np.zeros(N, np.float32)
+    ro.flags.writeable = False
+    rejected.append((x, ro))  # read-only output
+    for args in rejected:
+        out[:] = 0
+        assert fast(*args) is args[0]
+        assert not out.any()
+    assert fast(x) is not x  # wrong argument count: `self` comes back
+    assert fast(x, out, out) is not out
+    assert fast() is not None
+
+
+def test_layout_probe_reads_every_field_the_entry_reads() -> None:
+    from syntonic.lower.cpu import layout
+
+    a = np.zeros((2, 7), np.float32)
+    assert cpu.fastcall_supported()
+    exp = cpu.expectations([((2, 7), a.dtype)])
+    assert exp[0] == id(np.ndarray) and list(exp[1:4]) == [a.dtype.num, 2, 4]
+    assert list(exp[4:]) == [2, 7]
+    assert layout.ARRAY_FLAGS_OFFSET == abi.ARRAY_FLAGS_OFFSET

@@ -1,17 +1,20 @@
 """LLVM for the host CPU: initialisation, target machine, optimisation, object code.
 
 One process-wide :class:`Engine` owns a target machine for the host (its CPU name and
-features, so LLVM uses AVX2/FMA/... where present) and an MCJIT execution engine into
-which compiled object code is loaded. Object code (not a JIT-only artifact) is the unit
-of compilation so the compile cache can store it on disk and load it without LLVM's
-optimiser running again.
+features, so LLVM uses AVX2/FMA/... where present). Object code (not a JIT-only artifact)
+is the unit of compilation so the compile cache can store it on disk and load it without
+LLVM's optimiser running again. Where the system has a linker the object code is
+position independent and is linked into a shared library that is loaded with ``dlopen``
+(:mod:`syntonic.lower.cpu.sharedlib`; a cache hit then needs no LLVM at all); otherwise
+it is loaded into an MCJIT execution engine.
 
 Example::
 
     eng = get_engine()
     art = eng.compile(llvm_ir_text)        # optimise + emit object code
-    lib = eng.load(art.obj, art.symbols)   # machine code in this process
-    addr = lib["entry"]                    # an address to call through ctypes
+    lib = eng.link(art.obj)                # a shared library (bytes), or None
+    addrs = eng.load(art.obj, art.symbols, lib)  # machine code in this process
+    addr = addrs["entry"]                  # an address to call through ctypes
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import llvmlite
 import llvmlite.binding as llvm
 
 from syntonic.ir.errors import BackendError
+from syntonic.lower.cpu import sharedlib
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -40,7 +44,7 @@ class Artifact:
 
 
 class Engine:
-    """Host target machine plus an MCJIT engine that object files are loaded into."""
+    """Host target machine; object files load as shared libraries or into MCJIT."""
 
     def __init__(self) -> None:
         llvm.initialize_native_target()
@@ -49,18 +53,23 @@ class Engine:
         self.cpu = llvm.get_host_cpu_name()
         self.features = llvm.get_host_cpu_features().flatten()
         target = llvm.Target.from_triple(self.triple)
+        # A shared library needs position-independent code; MCJIT alone takes the JIT's
+        # default (large code model, absolute addresses).
+        self.pic = sharedlib.linker() is not None
         self.tm = target.create_target_machine(
-            cpu=self.cpu, features=self.features, opt=3, codemodel="jitdefault"
+            cpu=self.cpu, features=self.features, opt=3,
+            reloc="pic" if self.pic else "default",
+            codemodel="small" if self.pic else "jitdefault",
         )
-        backing = llvm.parse_assembly("")
-        self._ee = llvm.create_mcjit_compiler(backing, self.tm)
+        self._ee: llvm.ExecutionEngine | None = None  # created on first MCJIT load
         self._load_lock = threading.Lock()
 
     @property
     def target_key(self) -> str:
         """Everything about the target and toolchain that changes the machine code."""
         ver = ".".join(map(str, llvm.llvm_version_info))
-        return f"{self.triple}|{self.cpu}|{self.features}|llvm{ver}|llvmlite{llvmlite.__version__}"
+        return (f"{self.triple}|{self.cpu}|{self.features}|llvm{ver}|"
+                f"llvmlite{llvmlite.__version__}|{'pic' if self.pic else 'jit'}")
 
     def optimize(self, text: str, vectorize: bool = True) -> llvm.ModuleRef:
         """Parse, verify and run the O3 pipeline (loop + SLP vectorisers on)."""
@@ -99,9 +108,27 @@ class Engine:
         mod = llvm.parse_assembly(optimized_ir)
         return self.tm.emit_assembly(mod)
 
-    def load(self, obj: bytes, symbols: tuple[str, ...]) -> dict[str, int]:
-        """Load object code into the process; returns the address of each symbol."""
+    def link(self, obj: bytes) -> bytes | None:
+        """A shared library of `obj` (bytes), or None without a (working) linker."""
+        return sharedlib.link(obj) if self.pic else None
+
+    def load(self, obj: bytes, symbols: tuple[str, ...], lib: bytes | None = None
+             ) -> dict[str, int]:
+        """Load compiled code into the process; returns the address of each symbol.
+
+        `lib` (from :meth:`link`) is dlopen'ed; without it, or if that fails, the object
+        code goes into MCJIT.
+        """
+        if lib is None and self.pic:
+            lib = self.link(obj)
+        if lib:
+            try:
+                return sharedlib.load(lib, symbols)
+            except OSError:
+                pass  # MCJIT below loads the same (position-independent) object code
         with self._load_lock:
+            if self._ee is None:
+                self._ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
             self._ee.add_object_file(llvm.ObjectFileRef.from_data(obj))
             self._ee.finalize_object()
             addrs = {s: self._ee.get_function_address(s) for s in symbols}
