@@ -20,7 +20,7 @@ newer than the driver becomes a BackendError that says what to do (the PTX from 
 Example::
 
     from syntonic.runtime import cuda
-    ok, why = cuda.available()
+    ok, why = available()
     if ok:
         dev = cuda.get_device(0)
         print(dev.name, dev.arch, dev.sm_count)   # NVIDIA H100 80GB HBM3 sm_90 132
@@ -29,7 +29,10 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -407,6 +410,52 @@ def device_for(ordinal: int = 0) -> Device:
     return get_device(ordinal)
 
 
+# ------------------------------------------------------------------ device selection
+
+
+_reported: list[str] = []
+
+
+def use_cuda(device: str) -> bool:
+    """Whether a function jitted with `device` runs on CUDA.
+
+    ``"cuda"``: True, or one BackendError saying why CUDA is unavailable. ``"auto"``:
+    :func:`cuda.available`, and when it is not, a :class:`DeviceWarning` saying why, once
+    per process. ``"cpu"`` / ``"interpreter"``: False.
+    """
+    if device == "cuda":
+        ok, why = available()
+        if not ok:
+            raise BackendError(f"sn.jit(device='cuda'): CUDA is not available: {why} "
+                               "(device='auto' runs on the CPU when there is no GPU)")
+        return True
+    if device != "auto":
+        return False
+    ok, why = available()
+    if not ok and not _reported:
+        _reported.append(why)
+        warnings.warn(f"sn.jit(device='auto') runs on the CPU: {why}", DeviceWarning,
+                      stacklevel=user_stacklevel())
+    return ok
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for a warning issued by this module's caller that points at the
+    first frame outside the Syntonic package (the user's call)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame = sys._getframe(2)
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def reset_reported() -> None:
+    """Let the next ``device="auto"`` fallback warn again (tests)."""
+    _reported.clear()
+
+
 # ------------------------------------------------------------------ launches, events
 
 
@@ -465,4 +514,4 @@ class Event:
 
 __all__ = ["Device", "DeviceProperties", "DeviceWarning", "Event", "Module", "available", "check",
            "device_for", "driver", "driver_version", "get_device", "launch", "nvrtc_version",
-           "require", "reset_availability"]
+           "require", "reset_availability", "reset_reported", "use_cuda", "user_stacklevel"]

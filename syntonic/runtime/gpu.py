@@ -32,10 +32,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
-import os
-import sys
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -511,48 +508,10 @@ def _opaque_io(k: Kernel, prog: Program) -> tuple[set[int], set[int]]:
 
 # ------------------------------------------------------------------ device selection
 
-
-_reported: list[str] = []
-
-
-def use_cuda(device: str) -> bool:
-    """Whether a function jitted with `device` runs on CUDA.
-
-    ``"cuda"``: True, or one BackendError saying why CUDA is unavailable. ``"auto"``:
-    :func:`cuda.available`, and when it is not, a :class:`DeviceWarning` saying why, once
-    per process. ``"cpu"`` / ``"interpreter"``: False.
-    """
-    if device == "cuda":
-        ok, why = cuda.available()
-        if not ok:
-            raise BackendError(f"sn.jit(device='cuda'): CUDA is not available: {why} "
-                               "(device='auto' runs on the CPU when there is no GPU)")
-        return True
-    if device != "auto":
-        return False
-    ok, why = cuda.available()
-    if not ok and not _reported:
-        _reported.append(why)
-        warnings.warn(f"sn.jit(device='auto') runs on the CPU: {why}", DeviceWarning,
-                      stacklevel=user_stacklevel())
-    return ok
-
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` for a warning issued by this module's caller that points at the
-    first frame outside the Syntonic package (the user's call)."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame = sys._getframe(2)
-    level = 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame = frame.f_back
-        level += 1
-    return level
-
-
-def reset_reported() -> None:
-    """Let the next ``device="auto"`` fallback warn again (tests)."""
-    _reported.clear()
+# (defined in runtime/cuda.py so that choosing the CPU never imports the CUDA backend)
+reset_reported = cuda.reset_reported
+use_cuda = cuda.use_cuda
+user_stacklevel = cuda.user_stacklevel
 
 
 # ------------------------------------------------------------------ from a graph

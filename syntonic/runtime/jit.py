@@ -114,11 +114,13 @@ class Compiled:
             return None
 
     def _compile_gpu(self) -> Any:
-        """The GpuProgram when this signature runs on CUDA (see ``gpu.use_cuda``)."""
+        """The GpuProgram when this signature runs on CUDA (see ``cuda.use_cuda``)."""
+        from syntonic.runtime import cuda
+
+        if not cuda.use_cuda(self.device):
+            return None  # (the CUDA backend is not even imported)
         from syntonic.runtime import gpu
 
-        if not gpu.use_cuda(self.device):
-            return None
         try:
             return gpu.compile_graph_gpu(self.graph)
         except (ImportError, SyntonicError) as exc:
