@@ -438,15 +438,24 @@ def _log_f32(e: _E, x: ir.Value) -> ir.Value:
 
 
 def _tanh_f32(e: _E, x: ir.Value) -> ir.Value:
-    """tanh x: an odd polynomial for |x| < 0.625, else 1 - 2/(e**2|x| + 1) with x's sign."""
+    """tanh x: an odd polynomial for |x| < 0.625, else 1 - 2/(e**2|x| + 1) with x's sign.
+
+    e**2|x| needs none of exp's special cases: |x| is clamped to 9.5 (tanh(9.5) rounds
+    to 1 and NaN clamps too), so 2|x| = n ln2 + r with 0 <= n <= 28 and one 2**n factor
+    is exact; NaN takes the polynomial, which propagates it.
+    """
     b = e.b
     a = e.fabs(x)
     z = b.fmul(x, x)
     small = e.fma(b.fmul(e.horner(z, TANH_F32), z), a, a)  # keeps subnormals
-    ac = e.sel(e.gt(a, e.c(20.0)), e.c(20.0), a)  # tanh(20) rounds to 1; no inf below
-    w = _exp_f32(e, b.fmul(ac, e.c(2.0)))
+    two_a = b.fmul(e.sel(e.lt(a, e.c(9.5)), a, e.c(9.5)), e.c(2.0))  # NaN -> 19
+    n = e.rint(b.fmul(two_a, e.c(LOG2E)))
+    r = e.fma(b.fneg(n), e.c(LN2_HI_F32), two_a)
+    r = e.fma(b.fneg(n), e.c(LN2_LO_F32), r)
+    p = b.fadd(e.fma(e.horner(r, EXP_F32), b.fmul(r, r), r), e.c(1.0))
+    w = b.fmul(p, _pow2_f32(e, b.fptosi(n, I32)))
     large = b.fsub(e.c(1.0), b.fdiv(e.c(2.0), b.fadd(w, e.c(1.0))))
-    y = e.sel(e.lt(a, e.c(0.625)), small, large)  # NaN takes `large`: NaN
+    y = e.sel(b.fcmp_unordered("<", a, e.c(0.625)), small, large)
     return e.copysign(y, x)  # odd function; tanh(-0.0) = -0.0
 
 
