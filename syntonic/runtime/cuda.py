@@ -139,14 +139,23 @@ def require() -> None:
 
 
 def _probe() -> tuple[bool, str]:
+    # Cheap checks first: without a driver, cuda.bindings (~60 ms) is never imported.
     try:
-        drv = driver()
-    except BackendError:
-        return False, f"the `cuda` extra is not installed ({_import_error}); {INSTALL_HINT}"
+        import importlib.util
+
+        found = importlib.util.find_spec("cuda.bindings") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return False, f"the `cuda` extra is not installed (no cuda.bindings); {INSTALL_HINT}"
     missing = _driver_library_error()
     if missing is not None:
         return False, ("no NVIDIA driver: the driver library libcuda.so.1 could not be "
                        f"loaded ({missing}); install the NVIDIA driver, or use device='cpu'")
+    try:
+        drv = driver()
+    except BackendError:
+        return False, f"the `cuda` extra is not installed ({_import_error}); {INSTALL_HINT}"
     try:
         err = drv.cuInit(0)[0]
         if err == drv.CUresult.CUDA_ERROR_NO_DEVICE:
