@@ -2,7 +2,7 @@
 
 Run ``python bench/run_gpu.py`` on a machine with an NVIDIA GPU and the ``cuda`` extra
 (``--quick`` for small sizes). It writes a GPU section into bench/README.md between the
-``<!-- GPU -->`` and ``<!-- /GPU -->`` markers and keeps the rest of the file. Without a
+two ``<!-- GPU -->`` marker lines and keeps the rest of the file. Without a
 GPU it prints why and exits with status 2.
 
 The workloads are those of bench/run_cpu.py, in f32, on arrays already on the device.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import syntonic as sn  # noqa: E402
 from syntonic.runtime import cuda  # noqa: E402
 
-BEGIN, END = "<!-- GPU -->", "<!-- /GPU -->"
+MARKER = "<!-- GPU -->"  # on its own line before and after the section (as <!-- T1 -->)
 
 
 # --------------------------------------------------------------------- workloads
@@ -336,13 +336,15 @@ def report(res: dict[str, dict[str, float]], peers: list[str], copy_bw: float, n
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace the text between the GPU markers (append them if absent); keep the rest."""
+    """Replace the text between the two MARKER lines (append them if absent); keep the
+    rest of the file."""
     text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
+    block = f"{MARKER}\n{section.rstrip()}\n{MARKER}"
+    lines = text.splitlines()
+    at = [i for i, line in enumerate(lines) if line.strip() == MARKER]
+    if len(at) >= 2:
+        lines[at[0]:at[1] + 1] = [block]
+        text = "\n".join(lines) + "\n"
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
     path.write_text(text)
