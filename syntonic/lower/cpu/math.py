@@ -3,14 +3,14 @@
 Every function is straight-line code (selects, no branches) so LLVM inlines it into the
 kernel loop and vectorises the loop.
 
-**f32** exp, log, tanh, sigmoid, erf and rsqrt compute in f32 arithmetic (8 lanes per
-AVX2 register): Cody-Waite range reduction with fused multiply-adds and Cephes'
-single-precision minimax polynomials (erf: our own fits, see ``ERF_*_F32``); special cases
+**f32** exp, log, tanh, sigmoid, erf, sin, cos and rsqrt compute in f32 arithmetic (8
+lanes per AVX2 register): Cody-Waite range reduction with fused multiply-adds and Cephes'
+single-precision minimax polynomials (erf: our own fits, see ``ERF_*_F32``); sin/cos
+reduce modulo pi/2 in f64 with four pieces of 2/pi chosen by the exponent (exact products,
+valid over the whole f32 range) and evaluate their polynomials in f32. Special cases
 (NaN, +-inf, +-0, overflow to inf, underflow through the subnormals to 0) are selects and
-match numpy's float32 functions exactly. sin, cos and pow on f32 still widen to f64,
-compute there and round once (sin/cos need the exact whole-range reduction below, which a
-branch-free f32 kernel would have to compute for every element; pow needs log in extra
-precision). Measured max error on f32,
+match numpy's float32 functions exactly. pow on f32 still widens to f64, computes there
+and rounds once (it needs log in extra precision). Measured max error on f32,
 in ulps of the result, against the float64 value (``tests/lower/cpu/test_math.py``: 2**20
 random bit patterns over the whole f32 range plus every f32 near the thresholds; 0.5 =
 correctly rounded), AMD EPYC znver3, LLVM 22:
@@ -23,7 +23,7 @@ correctly rounded), AMD EPYC znver3, LLVM 22:
     rsqrt     1.47         f32 (1/sqrt: two roundings)
     sqrt      0.5          f32 (llvm.sqrt, correctly rounded)
     erf       1.07         f32
-    sin, cos  0.5          f64, exact reduction over the whole f32 range
+    sin, cos  1.54         f32 polynomials, f64 reduction (also near k pi/2, k < 2**100)
     pow       0.5          f64
 
 **f64** (and f16, which widens to f64) cores compute in f64 (f16 rounds twice at worst by
@@ -31,9 +31,9 @@ a negligible margin); accuracy in ``tests/lower/cpu/test_math.py``'s docstring.
 Polynomials of the f64 cores are Taylor series or Chebyshev interpolants computed in 400-bit
 arithmetic (see ``_CONSTANTS_SOURCE``).
 
-Argument reduction for sin/cos: f32/f16 inputs use an exact multi-word product with 2/pi
-(valid over the whole f32 range); f64 inputs use a three-part Cody-Waite reduction,
-accurate for |x| < 2**30 (beyond that the error grows; documented in the test).
+Argument reduction for sin/cos: f16 inputs (computed in f64) use an exact multi-word
+product with 2/pi (valid over the whole f32 range); f64 inputs use a three-part Cody-Waite
+reduction, accurate for |x| < 2**30 (beyond that the error grows; documented in the test).
 
 Example::
 
@@ -466,6 +466,70 @@ def _sigmoid_f32(e: _E, x: ir.Value) -> ir.Value:
     return b.fdiv(num, b.fadd(e.c(1.0), ex))
 
 
+# 2/pi = sum(TWO_OVER_PI_26[k] * 2**(-26(k+1))): consecutive, truncated 26-bit pieces, so
+# an f32 times a piece is exact in f64 and pieces below a product's integer bits vanish
+# mod 4 (computed from pi to 400 bits with integer arithmetic (Machin's formula)).
+TWO_OVER_PI_26 = (0x28BE60D, 0x2E4E441, 0x14A7F09, 0x357D1F5, 0xD37703, 0x1B62959,
+                  0x24F10E4)
+SIN_F32 = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)  # (sin r - r) / r**3
+COS_F32 = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)
+# (cos r - 1 + r**2/2) / r**4; both Cephes, in z = r**2 on |r| <= pi/4
+
+
+def _reduce_pio2_f32(e64: _E, x: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(r, quadrant) with x = r + (quadrant + 4k) pi/2, |r| <= ~pi/4, r as an f64, for a
+    finite f32 x (Payne-Hanek with four pieces of 2/pi chosen by x's exponent).
+
+    x * piece is exact in f64; the pieces whose products are multiples of 4 are skipped
+    (s of them, s = (exponent - 25) // 26, by selects: s <= 3 for f32), so four products
+    cover the 24 + 2 integer bits and ~50 fraction bits that matter. The two leading ones
+    are reduced mod 4 exactly; r = ((t0 - j) + t1 + p2 + p3) pi/2 with j the nearest
+    integer loses no leading bits.
+    """
+    b = e64.b
+    xd = b.fpext(x, F64)
+    ex = b.sub(b.and_(b.lshr(b.bitcast(x, I32), I32(23)), I32(0xFF)), I32(127))
+    skip = b.sdiv(b.sub(ex, I32(25)), I32(26))
+    skip = b.select(b.icmp_signed("<", skip, I32(0)), I32(0), skip)
+    pieces = [c * 2.0 ** (-26 * (k + 1)) for k, c in enumerate(TWO_OVER_PI_26)]
+    prods = []
+    for k in range(4):
+        piece = e64.c(pieces[k + 3])
+        for s in (2, 1, 0):
+            piece = b.select(b.icmp_signed("==", skip, I32(s)), e64.c(pieces[k + s]), piece)
+        prods.append(b.fmul(xd, piece))
+
+    def mod4(v: ir.Value) -> ir.Value:
+        return e64.fma(e64.rint(b.fmul(v, e64.c(0.25))), e64.c(-4.0), v)
+
+    t0, t1 = mod4(prods[0]), mod4(prods[1])
+    j = e64.rint(b.fadd(b.fadd(t0, t1), prods[2]))  # p2 may reach +-0.5: it counts
+    frac = b.fadd(b.fadd(b.fadd(b.fsub(t0, j), t1), prods[2]), prods[3])
+    r = b.fmul(frac, e64.c(math.pi / 2))
+    return r, b.and_(b.fptosi(j, I32), I32(3))
+
+
+def _sincos_f32(e: _E, x: ir.Value, cos: bool) -> ir.Value:
+    """sin/cos: exact-ish reduction in f64 (above), polynomials in f32."""
+    b = e.b
+    finite = e.lt(e.fabs(x), e.c(math.inf))
+    xs = e.sel(finite, x, e.c(0.0))  # inf/NaN would make the reduction poison
+    r64, q = _reduce_pio2_f32(_E(b, narrow=True, ty=F64), xs)
+    r = b.fptrunc(r64, F32)
+    z = b.fmul(r, r)
+    sin_r = e.fma(b.fmul(e.horner(z, SIN_F32), z), r, r)
+    cos_r = e.fma(b.fmul(z, z), e.horner(z, COS_F32), e.fma(z, e.c(-0.5), e.c(1.0)))
+    if cos:
+        q = b.add(q, I32(1))
+    use_cos = b.trunc(b.and_(q, I32(1)), I1)
+    negate = b.trunc(b.lshr(b.and_(q, I32(2)), I32(1)), I1)
+    v = e.sel(use_cos, cos_r, sin_r)
+    v = e.sel(negate, b.fneg(v), v)
+    if not cos:
+        v = e.sel(e.eq(x, e.c(0.0)), x, v)  # keep the sign of zero
+    return e.sel(finite, v, e.c(math.nan))
+
+
 def _erf_f32(e: _E, x: ir.Value) -> ir.Value:
     """erf x: x (c0 + x**2 Q(x**2)) for |x| < 1; else 1 - e**-x**2 G(1/x), G = erfc(x) e**x**2 (the
     rounding of x**2 only perturbs erfc <= 0.16 relatively, ~0.2 ulp of erf); erf(x)
@@ -486,6 +550,8 @@ def _erf_f32(e: _E, x: ir.Value) -> ir.Value:
 
 
 _F32_CORES: dict[str, Callable[..., ir.Value]] = {
+    "sin": lambda e, x: _sincos_f32(e, x, cos=False),
+    "cos": lambda e, x: _sincos_f32(e, x, cos=True),
     "erf": _erf_f32,
     "exp": _exp_f32,
     "log": _log_f32,
