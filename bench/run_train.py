@@ -1,8 +1,9 @@
 """Benchmark T1 (issue 9): one training step of an MLP 784-512-512-10, batch 256, f32.
 
 Run ``python bench/run_train.py`` (``--quick`` for fewer repetitions); it writes the T1
-section of bench/README.md (between the ``<!-- T1 -->`` markers, the rest of the file is
-kept). One step = forward, cross-entropy from integer labels, backward, Adam update, for:
+section of bench/README.md (between two ``<!-- T1 -->`` lines; the rest of the file is
+kept, and bench/run_cpu.py keeps this section when it rewrites the file). One step =
+forward, cross-entropy from integer labels, backward, Adam update, for:
 
 * syntonic: ``sn.train.train_step`` (one compiled program, params and Adam state donated);
 * jax: ``jax.jit(step, donate_argnums=(0, 1))`` of the same jnp code;
@@ -51,7 +52,7 @@ except ImportError:
 SIZES = (784, 512, 512, 10)
 BATCH = 256
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
-BEGIN, END = "<!-- T1 -->", "<!-- /T1 -->"
+BEGIN = END = "<!-- T1 -->"  # the section sits between two such lines (run_cpu.py keeps it)
 
 
 def init_params(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
