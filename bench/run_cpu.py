@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -292,21 +293,30 @@ def _fmt(t: float) -> str:
     return f"{t * 1e6:.2f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms"
 
 
-KEEP_MARKERS = ("<!-- T1 -->",)  # sections other benchmarks own in README.md
+_MARKER = re.compile(r"<!-- (/?)([A-Za-z0-9_]+) -->")
 
 
 def kept_sections(path: Path) -> list[str]:
-    """Sections of the existing report between a pair of KEEP_MARKERS lines (e.g. the
-    T1 table another script writes), kept verbatim when this script rewrites the file."""
+    """Sections other benchmark scripts own in the existing report, kept verbatim when
+    this script rewrites the file: everything from a marker line ``<!-- NAME -->`` to the
+    next ``<!-- NAME -->`` or ``<!-- /NAME -->`` line (T1 of bench/run_train.py, GPU of
+    bench/run_gpu.py, ENGINE of bench/run_engine.py, ...)."""
     try:
         lines = path.read_text().splitlines()
     except OSError:
         return []
     kept = []
-    for marker in KEEP_MARKERS:
-        at = [i for i, line in enumerate(lines) if line.strip() == marker]
-        if len(at) >= 2:
-            kept.append("\n".join(lines[at[0]:at[1] + 1]))
+    i = 0
+    while i < len(lines):
+        m = _MARKER.fullmatch(lines[i].strip())
+        if m and not m.group(1):
+            ends = {f"<!-- {m.group(2)} -->", f"<!-- /{m.group(2)} -->"}
+            j = next((j for j in range(i + 1, len(lines)) if lines[j].strip() in ends), None)
+            if j is not None:
+                kept.append("\n".join(lines[i:j + 1]))
+                i = j + 1
+                continue
+        i += 1
     return kept
 
 
