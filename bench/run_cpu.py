@@ -203,7 +203,7 @@ _W6_SCRIPT = textwrap.dedent("""
 """)
 
 
-def w6(root: Path, warm_runs: int = 5) -> dict[str, float]:
+def w6(root: Path, warm_runs: int = 7) -> dict[str, float]:
     """Seconds of W1's first call in fresh processes: ``cold`` (empty compile cache) and
     ``warm`` (entry on disk; best of `warm_runs` processes), each minus the process's
     second call (the run itself), so both are the compile / load cost; ``import`` is the
@@ -226,7 +226,8 @@ def w6(root: Path, warm_runs: int = 5) -> dict[str, float]:
                                  capture_output=True, text=True).stdout.split()
             return [float(v) for v in out]
 
-        cold = run(env)  # empty cache; also writes the bytecode
+        run(dict(env, SYNTONIC_CACHE="off"))  # writes the bytecode; the cache stays empty
+        cold = run(env)
         warm = [run(env) for _ in range(warm_runs)]
         plain = dict(env, PYTHONDONTWRITEBYTECODE="1")
         plain.pop("PYTHONPYCACHEPREFIX")
@@ -381,12 +382,18 @@ def write_report(path: Path, res: dict[str, dict[str, float]], w6_times: dict[st
         f"{_fmt(t['warm_nobytecode'])}.",
         "",
         f"Load average (1 min) at the start / end of the run: {load_start:.2f} / "
-        f"{os.getloadavg()[0]:.2f} (other work on this 2-core machine makes every column",
-        "slower and noisier; compare ratios, rerun to confirm).",
+        f"{os.getloadavg()[0]:.2f}",
+        "(other work on this 2-core machine makes every column slower and noisier; compare",
+        "ratios, rerun to confirm).",
+        "",
         "Notes: OMP_WAIT_POLICY=PASSIVE is set for numba (its default busy-waiting is erratic",
-        "on a 2-core VM). syntonic's f32 exp/log/tanh/sigmoid compute in f32 (<= 2 ulp, see",
-        "syntonic/lower/cpu/math.py), so W1 is compute-bound on the polynomials rather than",
-        "memory-bound. W5 runs the GEMM through numpy's BLAS with the epilogue fused natively.",
+        "on a 2-core VM). syntonic's f32 transcendentals compute in f32 arithmetic (<= 2 ulp,",
+        "table in syntonic/lower/cpu/math.py); W1 (tanh, exp and a division per element) is",
+        "still compute-bound on their polynomials, not memory-bound. W5 runs the GEMM through",
+        "a single-threaded private OpenBLAS split over syntonic's pool",
+        "(syntonic/runtime/blas.py), with the epilogue fused natively. Cold W6 includes",
+        "importing the compiler on first use (passes, networkx, llvmlite), which",
+        "`import syntonic` no longer does.",
         "",
     ]
     for section in kept_sections(path):
