@@ -6,12 +6,13 @@ syntonic's pool (the fused epilogues, the next kernels) and, on a machine shared
 work, with everything else: a train step's GEMMs then take many times their idle time.
 So programs run their GEMMs on a *private* instance of numpy's OpenBLAS, loaded from a
 copy of the library (a second ``dlopen`` of the same file would return numpy's instance)
-and set to one thread; :func:`matmul` splits the rows of a large product into one chunk per
-pool thread. numpy's own BLAS, and its thread setting, are untouched.
+and set to one thread; :func:`matmul` splits a large product (along its larger side) into
+a few blocks that the pool threads take in turn. numpy's own BLAS, and its thread setting,
+are untouched.
 
 Anything unexpected (no OpenBLAS under numpy, another platform, a symbol missing, the
 copy failing, a dtype other than f32/f64, a layout BLAS cannot take) falls back to
-``np.matmul``. The split depends only on the shape and the pool's thread count, so results
+``np.matmul``. The blocks depend only on the shape and the pool's thread count, so results
 are bit-identical from run to run (as with OpenBLAS's own threads, a different thread
 count may round differently).
 
@@ -23,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import shutil
 import tempfile
@@ -37,7 +39,8 @@ from syntonic.runtime import cpu
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 SPLIT_MIN_FLOPS = 1 << 22  # products smaller than this run in one call (no split)
-SPLIT_GRAIN = 32  # rows per chunk at least
+SPLIT_GRAIN = 32  # rows (columns) per block at least
+BLOCKS_PER_THREAD = 2  # blocks per pool thread, taken dynamically
 
 
 class _Blas:
@@ -145,15 +148,38 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     pointer = cpu.data_pointer
     a0, b0, c0 = pointer(lhs), pointer(rhs), pointer(out)
     item = dt.itemsize
-    # row r of lhs starts at a0 + r * (lda if not transposed else 1) elements
-    row_step = (lda if ta == NO_TRANS else 1) * item
-
-    def rows(_table: int, lo: int, hi: int) -> None:
-        fn(ROW_MAJOR, ta, tb, hi - lo, n, k, 1.0, a0 + lo * row_step, lda, b0, ldb, 0.0,
-           c0 + lo * n * item, n)
-
+    # Split the larger of M and N: each block packs all of the other operand again, so
+    # the smaller one is the one duplicated. Row i of op(A) / column j of op(B) starts:
+    by_rows = m >= n
+    step = ((lda if ta == NO_TRANS else 1) if by_rows else (1 if tb == NO_TRANS else ldb))
+    step *= item
     pool = cpu.POOL
+    blocks = 1
     if 2 * m * n * k >= SPLIT_MIN_FLOPS and pool.n_threads > 1:
-        pool.run(rows, 0, m, grain=SPLIT_GRAIN)
-    else:
-        rows(0, 0, m)
+        blocks = max(1, min(BLOCKS_PER_THREAD * pool.n_threads, (m if by_rows else n)
+                            // SPLIT_GRAIN))
+    edges = [(m if by_rows else n) * i // blocks for i in range(blocks + 1)]
+
+    def block(i: int) -> None:
+        lo, hi = edges[i], edges[i + 1]
+        if by_rows:
+            fn(ROW_MAJOR, ta, tb, hi - lo, n, k, 1.0, a0 + lo * step, lda, b0, ldb, 0.0,
+               c0 + lo * n * item, n)
+        else:
+            fn(ROW_MAJOR, ta, tb, m, hi - lo, k, 1.0, a0, lda, b0 + lo * step, ldb, 0.0,
+               c0 + lo * item, n)
+
+    if blocks == 1:
+        block(0)
+        return
+    # Blocks are fixed by the shape and thread count (so are the bits); threads take them
+    # in turn, so a thread the OS preempts (a shared machine) leaves its share to others.
+    claim = itertools.count()
+
+    def work(_table: int, _lo: int, _hi: int) -> None:
+        i = next(claim)
+        while i < blocks:
+            block(i)
+            i = next(claim)
+
+    pool.run(work, 0, pool.n_threads)
