@@ -198,7 +198,7 @@ class JitFunction:
             except SyntonicError as exc:  # show the user's frames, not the tracer's
                 raise exc.with_traceback(filter_traceback(exc.__traceback__)) from None
             self._cache[key] = entry
-            _announce(entry.graph)
+            _announce(entry.graph, self.device)
             if not kwargs and not self.static_argnames:
                 fast = _fast_key(args)
                 if fast is not None:
@@ -418,15 +418,17 @@ def _host_spec(leaf: Any) -> Any:
     return leaf
 
 
-def _announce(graph: Graph) -> None:
-    """SYNTONIC_DUMP / SYNTONIC_EXPLAIN: dump every stage / print the report on a compile."""
+def _announce(graph: Graph, device: str = "cpu") -> None:
+    """SYNTONIC_DUMP / SYNTONIC_EXPLAIN: dump every stage / print the report on a compile
+    (with the ``cuda`` and ``ptx`` stages when the call runs on CUDA)."""
     from syntonic import config
 
     cfg = config.current()
     if cfg.dump_dir or cfg.explain:
+        from syntonic.runtime import cuda
         from syntonic.runtime.lowered import lower_graph
 
-        lower_graph(graph)
+        lower_graph(graph, cuda_stages=device in ("cuda", "auto") and cuda.available()[0])
 
 
 def _call_error(cls: type[SyntonicError], problem: str, fix: str | None = None
