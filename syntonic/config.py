@@ -20,6 +20,7 @@ Environment variables:
 ``SYNTONIC_CACHE_DIR``    the compile cache directory (``$XDG_CACHE_HOME/syntonic``)
 ``SYNTONIC_CPU_THREADS``  threads for large CPU kernels (0: one per core)
 ``SYNTONIC_PARALLEL_MIN_POINTS`` smallest kernel (iteration points) run on the thread pool
+``SYNTONIC_DEVICE=cpu``   make ``sn.jit(device="auto")`` use the CPU even with a GPU present
 ========================  ==============================================================
 
 Example::
@@ -55,6 +56,14 @@ class Config:
     cache_dir: str | None = None
     cpu_threads: int = 0
     parallel_min_points: int = 1 << 18
+    device: str = "auto"  # what sn.jit(device="auto") may pick: "auto" or "cpu"
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu"):
+            from syntonic.ir.errors import SyntonicError
+
+            raise SyntonicError(f"SYNTONIC_DEVICE / config device={self.device!r}: expected "
+                                "'auto' (CUDA when a GPU is present, else the CPU) or 'cpu'")
 
     @staticmethod
     def from_env(env: Mapping[str, str]) -> Config:
@@ -73,6 +82,7 @@ class Config:
             cpu_threads=_int(env, "SYNTONIC_CPU_THREADS", base.cpu_threads),
             parallel_min_points=_int(env, "SYNTONIC_PARALLEL_MIN_POINTS",
                                      base.parallel_min_points),
+            device=(env.get("SYNTONIC_DEVICE") or base.device).strip().lower(),
         )
 
 

@@ -440,6 +440,10 @@ def use_cuda(device: str) -> bool:
         return True
     if device != "auto":
         return False
+    from syntonic import config
+
+    if config.current().device == "cpu":  # SYNTONIC_DEVICE=cpu: auto means the CPU
+        return False
     ok, why = available()
     if not ok and not _reported:
         _reported.append(why)

@@ -237,3 +237,16 @@ def test_a_wrapped_array_without_gpu_fails_clearly_everywhere():
         arr.numpy()
     with pytest.raises(sn.BackendError, match="CUDA is not available"):
         sn.jit(_double)(arr)
+
+
+def test_syntonic_device_cpu_keeps_auto_on_the_cpu(monkeypatch):
+    import syntonic as sn
+    from syntonic.runtime import cuda
+
+    monkeypatch.setattr(cuda, "available", lambda: (True, ""))  # pretend a GPU is there
+    with sn.config.override(device="cpu"):
+        assert cuda.use_cuda("auto") is False
+    assert cuda.use_cuda("auto") is True
+    assert sn.config.Config.from_env({"SYNTONIC_DEVICE": "CPU"}).device == "cpu"
+    with pytest.raises(sn.SyntonicError, match="SYNTONIC_DEVICE"):
+        sn.config.Config.from_env({"SYNTONIC_DEVICE": "tpu"})
