@@ -40,7 +40,7 @@ from syntonic.runtime import cpu
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 SPLIT_MIN_FLOPS = 1 << 22  # products smaller than this run in one call (no split)
 SPLIT_GRAIN = 32  # rows (columns) per block at least
-BLOCKS_PER_THREAD = 2  # blocks per pool thread, taken dynamically
+BLOCKS_PER_THREAD = 1  # blocks per pool thread (more: more packing of the other operand)
 
 
 class _Blas:
