@@ -271,3 +271,34 @@ def test_explain_says_whether_a_loop_is_row_local_and_why_not():
     text = sn.jit(mixing).explain(RNG.standard_normal((8, 3))).text(times=False)
     assert "not row-local: mean" in text and "reduces across rows" in text
     _check(mixing, RNG.standard_normal((8, 3)) * 10)
+
+
+@pytest.mark.parametrize("shape,max_recursion,threshold", [
+    ((37, 24), 13, 0.999), ((64, 248), 2, 0.9999), ((5, 7), 13, 0.99)])
+def test_row_local_evolve_row_by_row_on_many_random_batches(shape, max_recursion, threshold):
+    from syntonic.ir import resonant as R
+
+    def f(x):
+        return sn.evolve(x, max_recursion=max_recursion, threshold=threshold)
+
+    native = sn.jit(f)
+    ref = sn.jit(f, device="interpreter")
+    _, k = _loop_kernel(f, np.zeros(shape))
+    assert k.loop.row_blocks is not None
+    seen_zero = seen_max = seen_top = False
+    for batch in range(34):
+        rng = np.random.default_rng(batch)
+        x = rng.standard_normal(shape) * rng.uniform(0.01, 100, (shape[0], 1))
+        x[rng.integers(shape[0])] = 0.0  # all-zero row: syntony 0, never improves
+        x[rng.integers(shape[0])] = np.sqrt(R.golden_weights(shape[1]))  # syntony 1: depth 0
+        with no_reference_loop():
+            got = native(x)
+        want = ref(x)
+        np.testing.assert_array_equal(got[2], want[2])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-15)
+        depth = np.asarray(got[2])
+        seen_zero |= bool((depth == 0).any())
+        seen_max |= bool((depth == max_recursion).any())
+        seen_top |= bool(((depth > 0) & (depth < max_recursion)).any())
+    assert seen_zero and (seen_max if max_recursion == 2 else seen_top)
