@@ -298,7 +298,7 @@ def report(times: dict[str, list[float]], loads: tuple[float, float], gap: float
         "(2 cores shared with other work: compare ratios, rerun to confirm).",
         f"syntonic and jax agree on the loss after 4 steps to {gap:.1e} (relative).",
         "",
-        *notes,
+        *[line for note in notes for line in (note, "")],
         END,
     ]
     return "\n".join(lines) + "\n"
@@ -330,7 +330,8 @@ def main() -> None:
     cases: dict[str, Callable[[], object]] = {"syntonic": syntonic_step(params, x, y)}
     notes = [
         "Where syntonic's time goes: its GEMM-step floor row is the 8 GEMMs as the program "
-        "runs them (a private single-threaded OpenBLAS, rows split over syntonic's pool; "
+        "runs them (a private single-threaded OpenBLAS, one block per thread of syntonic's "
+        "pool; "
         "numpy's own multi-threaded OpenBLAS busy-waits and collapses when the 2 cores are "
         "shared, see its floor row). The rest is 16 native kernels: the 8 GEMM epilogues "
         "(bias + ReLU on the forward GEMMs, the ReLU mask on the input-gradient GEMMs, Adam "
