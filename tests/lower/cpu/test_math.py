@@ -5,8 +5,9 @@ edge cases (0, -0, +-inf, nan, subnormals, huge arguments), and for f32 over 2**
 bit patterns (the whole f32 range) and every f32 near each formula switch or threshold.
 This is the documented accuracy of the CPU backend. The bound asserted for f32 is the
 issue's 4 ulp; measured (``pytest -s``, AMD EPYC znver3, LLVM 22), error of the result
-against the float64 reference, in ulps of the result type (0.5 = correctly rounded; the
-f32 table with how each function computes is in ``syntonic/lower/cpu/math.py``):
+against the float64 reference, in ulps of the result type (a result equal to the
+correctly rounded value counts 0; the f32 table with how each function computes is in
+``syntonic/lower/cpu/math.py``):
 
     function  f32 (whole f32 range)  f64
     exp       0.97 (f32 arithmetic)  1
@@ -15,7 +16,7 @@ f32 table with how each function computes is in ``syntonic/lower/cpu/math.py``):
     tanh      1.14 (f32 arithmetic)  3
     sigmoid   1.97 (f32 arithmetic)  2
     erf       1.07 (f32 arithmetic)  3
-    sqrt      0.5                    0  (llvm.sqrt: correctly rounded)
+    sqrt      0                      0  (llvm.sqrt: correctly rounded)
     rsqrt     1.47 (f32 arithmetic)  0-1
     pow       0.5                    242 (exp(y*log x) in f64: error grows with |y log x|)
 """
