@@ -2,7 +2,9 @@
 
 The result is a :class:`FusionPlan` (groups in execution order, the values each group
 materializes, and :class:`Boundary` records); :mod:`syntonic.lower.schedule` turns it
-into the kernel IR. The dependency graph between groups is a ``networkx.DiGraph``.
+into the kernel IR. The dependency graph between groups is a small :class:`DepGraph` (the
+compile path does not import networkx: its import alone costs ~130 ms of a cold compile);
+:meth:`FusionPlan.dependency_graph` gives it to users as a ``networkx.DiGraph``.
 
 **What fuses.** Ops are classified by their registry traits. *Free* ops are never
 kernels of their own: constants (buffers, or immediates when splat), ``iota`` (an index
@@ -40,11 +42,11 @@ Example::
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-
-import networkx as nx
+from typing import Any
 
 from syntonic import config
 from syntonic.ir.graph import Graph, Op, Value
@@ -120,6 +122,25 @@ class FusionPlan:
                 return g
         return None
 
+    def dependency_graph(self) -> Any:
+        """The kernels and their data dependencies as a ``networkx.DiGraph``, for analysis.
+
+        Nodes are group ids (attributes ``kind``, ``space``, ``ops``); an edge a -> b per
+        boundary, with its ``reason`` and the ``value`` text. Example::
+
+            g = f.lower(x).plan.dependency_graph()
+            networkx.dag_longest_path(g)      # the critical chain of kernels
+        """
+        import networkx as nx
+
+        dg = nx.DiGraph()
+        for grp in self.groups:
+            dg.add_node(grp.id, kind=grp.kind, space=grp.space,
+                        ops=tuple(op.name for op in grp.ops))
+        for b in self.boundaries:
+            dg.add_edge(b.producer, b.consumer, reason=b.reason.value, value=str(b.value.type))
+        return dg
+
 
 # ------------------------------------------------------------------ planning state
 
@@ -159,6 +180,73 @@ class _No:
     detail: str = ""
 
 
+class DepGraph:
+    """A directed graph of group ids (the few operations fusion needs, in the stdlib)."""
+
+    def __init__(self) -> None:
+        self._succ: dict[int, set[int]] = {}
+        self._pred: dict[int, set[int]] = {}
+
+    def add_node(self, n: int) -> None:
+        self._succ.setdefault(n, set())
+        self._pred.setdefault(n, set())
+
+    def add_edge(self, a: int, b: int) -> None:
+        self.add_node(a)
+        self.add_node(b)
+        self._succ[a].add(b)
+        self._pred[b].add(a)
+
+    def remove_node(self, n: int) -> None:
+        for s in self._succ.pop(n, ()):
+            self._pred[s].discard(n)
+        for p in self._pred.pop(n, ()):
+            self._succ[p].discard(n)
+
+    def has_edge(self, a: int, b: int) -> bool:
+        return b in self._succ.get(a, ())
+
+    def successors(self, n: int) -> Iterator[int]:
+        return iter(sorted(self._succ[n]))
+
+    def predecessors(self, n: int) -> Iterator[int]:
+        return iter(sorted(self._pred[n]))
+
+    def edges(self) -> list[tuple[int, int]]:
+        return sorted((a, b) for a, bs in self._succ.items() for b in bs)
+
+    def has_path(self, a: int, b: int) -> bool:
+        """Is `b` reachable from `a` (a == b counts)?"""
+        stack, seen = [a], {a}
+        while stack:
+            x = stack.pop()
+            if x == b:
+                return True
+            for s in self._succ[x]:
+                if s not in seen:
+                    seen.add(s)
+                    stack.append(s)
+        return False
+
+    def topological_order(self, key: Callable[[int], Any]) -> list[int]:
+        """Kahn's algorithm taking the smallest `key` among the ready nodes (a
+        deterministic order: groups run in the order of their first op when they can)."""
+        indeg = {n: len(p) for n, p in self._pred.items()}
+        ready = [(key(n), n) for n, d in indeg.items() if d == 0]
+        heapq.heapify(ready)
+        order: list[int] = []
+        while ready:
+            _, n = heapq.heappop(ready)
+            order.append(n)
+            for s in self._succ[n]:
+                indeg[s] -= 1
+                if indeg[s] == 0:
+                    heapq.heappush(ready, (key(s), s))
+        if len(order) != len(indeg):
+            raise AssertionError("fusion built a cyclic dependency graph")
+        return order
+
+
 class _Planner:
     def __init__(self, g: Graph) -> None:
         self.g = g
@@ -170,7 +258,7 @@ class _Planner:
         self.owner: dict[Value, int] = {}  # root value -> group id (before find)
         self.groups: dict[int, _G] = {}
         self.parent: dict[int, int] = {}
-        self.dep = nx.DiGraph()
+        self.dep = DepGraph()
         self.records: list[tuple[Value, Op | None, int, Reason, str]] = []
         self.output_reasons: dict[Value, Reason] = {}
         self.reads_of: dict[tuple[Op, int], Origin] = {}
@@ -503,7 +591,7 @@ class _Planner:
                     continue
                 if len(ga.reads | gb.reads) + 2 > self.cfg.max_kernel_buffers:
                     continue
-                if nx.has_path(self.dep, a, b) or nx.has_path(self.dep, b, a):
+                if self.dep.has_path(a, b) or self.dep.has_path(b, a):
                     continue
                 axes = ga.axes if ga.axes is not None else gb.axes
                 self.merge_into(a, b)
@@ -566,7 +654,7 @@ class _Planner:
             materialize(origin.root)
         first = {gid: min(self.position[op] for op in grp.ops) if grp.ops else -1
                  for gid, grp in self.groups.items()}
-        order = list(nx.lexicographical_topological_sort(self.dep, key=lambda n: (first[n], n)))
+        order = self.dep.topological_order(key=lambda n: (first[n], n))
         renumber = {gid: k for k, gid in enumerate(order)}
         groups = []
         for gid in order:

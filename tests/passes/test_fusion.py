@@ -198,3 +198,21 @@ def test_every_reason_is_documented():
     text = (ROOT / "docs" / "architecture.md").read_text()
     for reason in Reason:
         assert reason.value in text, reason
+
+
+def test_dependency_graph_for_analysis_with_networkx():
+    import networkx as nx
+
+    import syntonic as sn
+
+    def f(x):
+        m = sn.mean(x @ x, axis=1, keepdims=True)
+        return sn.exp(x - m)
+
+    plan = sn.jit(f).lower(np.ones((8, 8), np.float32)).plan
+    dg = plan.dependency_graph()
+    assert isinstance(dg, nx.DiGraph) and nx.is_directed_acyclic_graph(dg)
+    assert set(dg.nodes) == {g.id for g in plan.groups}
+    assert len(dg.edges) >= 1 and all("reason" in d for _, _, d in dg.edges(data=True))
+    order = {g.id: i for i, g in enumerate(plan.groups)}
+    assert all(order[a] < order[b] for a, b in dg.edges)
