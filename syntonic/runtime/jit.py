@@ -445,12 +445,16 @@ def _hot_path(entry: Compiled) -> Any:
 
 
 def _fast_key(args: tuple[Any, ...]) -> Any:
-    """Key for the common case (positional numpy arrays only), or None."""
-    key = []
+    """Key for the common case (positional numpy or sn.DeviceArray arrays only), or None."""
+    key: list[Any] = []
     for a in args:
-        if type(a) is not np.ndarray:
+        t = type(a)
+        if t is np.ndarray:
+            key.append((a.dtype, a.shape))
+        elif t is DeviceArray:
+            key.append(("device", a.dtype, a.shape))
+        else:
             return None
-        key.append((a.dtype, a.shape))
     return ("fast", *key)
 
 
