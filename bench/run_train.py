@@ -52,7 +52,7 @@ except ImportError:
 SIZES = (784, 512, 512, 10)
 BATCH = 256
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
-SPIN_PAUSE = 0.3  # seconds after the numpy case (see measure)
+SPIN_PAUSE = 0.3  # seconds between cases (see measure)
 BEGIN = END = "<!-- T1 -->"  # the section sits between two such lines (run_cpu.py keeps it)
 
 
@@ -217,10 +217,9 @@ def measure(cases: dict[str, Callable[[], object]], rounds: int, steps: int
                 out = run()
             _block(out)
             times[name].append((time.perf_counter() - t0) / steps)
-            if "numpy" in name:
-                # numpy's OpenBLAS workers busy-wait ~0.1 s after a call: let them park,
-                # or they take a core from whichever case runs next
-                time.sleep(SPIN_PAUSE)
+            # numpy's OpenBLAS and XLA's workers busy-wait for a while after a call: let
+            # them park, or they take a core from whichever case runs next
+            time.sleep(SPIN_PAUSE)
     return times
 
 
