@@ -7,8 +7,8 @@ work, with everything else: a train step's GEMMs then take many times their idle
 So programs run their GEMMs on a *private* instance of numpy's OpenBLAS, loaded from a
 copy of the library (a second ``dlopen`` of the same file would return numpy's instance)
 and set to one thread; :func:`matmul` splits a large product (along its larger side) into
-a few blocks that the pool threads take in turn. numpy's own BLAS, and its thread setting,
-are untouched.
+one block per pool thread (see :class:`~syntonic.runtime.cpu.ThreadPool`). numpy's own
+BLAS, and its thread setting, are untouched.
 
 Anything unexpected (no OpenBLAS under numpy, another platform, a symbol missing, the
 copy failing, a dtype other than f32/f64, a layout BLAS cannot take) falls back to
@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
 import shutil
 import tempfile
@@ -40,7 +39,6 @@ from syntonic.runtime import cpu
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 SPLIT_MIN_FLOPS = 1 << 22  # products smaller than this run in one call (no split)
 SPLIT_GRAIN = 32  # rows (columns) per block at least
-BLOCKS_PER_THREAD = 1  # blocks per pool thread (more: more packing of the other operand)
 
 
 class _Blas:
@@ -153,15 +151,7 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     by_rows = m >= n
     step = ((lda if ta == NO_TRANS else 1) if by_rows else (1 if tb == NO_TRANS else ldb))
     step *= item
-    pool = cpu.POOL
-    blocks = 1
-    if 2 * m * n * k >= SPLIT_MIN_FLOPS and pool.n_threads > 1:
-        blocks = max(1, min(BLOCKS_PER_THREAD * pool.n_threads, (m if by_rows else n)
-                            // SPLIT_GRAIN))
-    edges = [(m if by_rows else n) * i // blocks for i in range(blocks + 1)]
-
-    def block(i: int) -> None:
-        lo, hi = edges[i], edges[i + 1]
+    def block(_table: int, lo: int, hi: int) -> None:  # rows/columns [lo, hi)
         if by_rows:
             fn(ROW_MAJOR, ta, tb, hi - lo, n, k, 1.0, a0 + lo * step, lda, b0, ldb, 0.0,
                c0 + lo * n * item, n)
@@ -169,17 +159,11 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
             fn(ROW_MAJOR, ta, tb, m, hi - lo, k, 1.0, a0, lda, b0 + lo * step, ldb, 0.0,
                c0 + lo * item, n)
 
-    if blocks == 1:
-        block(0)
-        return
-    # Blocks are fixed by the shape and thread count (so are the bits); threads take them
-    # in turn, so a thread the OS preempts (a shared machine) leaves its share to others.
-    claim = itertools.count()
-
-    def work(_table: int, _lo: int, _hi: int) -> None:
-        i = next(claim)
-        while i < blocks:
-            block(i)
-            i = next(claim)
-
-    pool.run(work, 0, pool.n_threads)
+    pool = cpu.POOL
+    side = m if by_rows else n
+    if 2 * m * n * k >= SPLIT_MIN_FLOPS and pool.n_threads > 1:
+        # one block per thread, fixed by the shape and thread count (so are the bits);
+        # more blocks would pack the other operand once more each
+        pool.run(block, 0, side, grain=SPLIT_GRAIN)
+    else:
+        block(0, 0, side)

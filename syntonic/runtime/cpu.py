@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -129,10 +130,14 @@ def _probe_layout() -> bool:
 
 
 class ThreadPool:
-    """Persistent workers that run chunks of a kernel's range; the caller runs chunk 0.
+    """Persistent workers that share the chunks of a kernel's range with the caller.
 
-    ``run`` is synchronous and holds a lock, so concurrent callers take turns (each call
-    still uses every core).
+    The chunks are fixed by the size and the thread count (so are the results); who runs
+    which is not: each thread (the caller included) claims the next unclaimed chunk, and
+    the caller waits only for chunks other threads claimed. A worker the OS wakes late
+    (a shared machine: the second core busy for a while) thus costs nothing: the caller
+    has run its chunks meanwhile, and the worker finds none left. ``run`` is synchronous
+    and holds a lock, so concurrent callers take turns (each call still uses every core).
     """
 
     def __init__(self, n_threads: int | None = None) -> None:
@@ -156,46 +161,62 @@ class ThreadPool:
         if len(parts) <= 1:
             kernel(table, 0, total)
             return
+        job = _Job(kernel, table, parts)
         with self._lock:
             self._ensure_workers()
-            for w, (lo, hi) in zip(self._workers, parts[1:]):
-                w.submit(kernel, table, lo, hi)
-            kernel(table, parts[0][0], parts[0][1])
-            errors = [w.wait() for w in self._workers[: len(parts) - 1]]
-        for err in errors:
-            if err is not None:
-                raise BackendError(f"a worker thread failed: {err!r}") from err
+            for w in self._workers[: len(parts) - 1]:
+                w.submit(job)
+            job.work()
+            job.finished.wait()
+        if job.error is not None:
+            raise BackendError(f"a worker thread failed: {job.error!r}") from job.error
+
+
+class _Job:
+    """One ``run``: chunks claimed in turn; ``finished`` is set when all have run."""
+
+    def __init__(self, kernel: KernelFn, table: int, parts: list[tuple[int, int]]) -> None:
+        self.kernel, self.table, self.parts = kernel, table, parts
+        self._claim = itertools.count()
+        self._lock = threading.Lock()
+        self._done = 0
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+    def work(self) -> None:
+        n = len(self.parts)
+        i = next(self._claim)  # atomic under the GIL
+        while i < n:
+            lo, hi = self.parts[i]
+            try:
+                self.kernel(self.table, lo, hi)
+            except BaseException as exc:  # noqa: BLE001 - raised by run()
+                self.error = exc
+            with self._lock:
+                self._done += 1
+                if self._done == n:
+                    self.finished.set()
+            i = next(self._claim)
 
 
 class _Worker:
     def __init__(self, index: int) -> None:
         self._go = threading.Semaphore(0)
-        self._done = threading.Semaphore(0)
-        self._job: tuple[KernelFn, int, int, int] | None = None
-        self._error: BaseException | None = None
+        self._job: _Job | None = None
         self._thread = threading.Thread(target=self._loop, name=f"syntonic-cpu-{index}",
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, kernel: KernelFn, table: int, lo: int, hi: int) -> None:
-        self._job = (kernel, table, lo, hi)
+    def submit(self, job: _Job) -> None:
+        self._job = job
         self._go.release()
-
-    def wait(self) -> BaseException | None:
-        self._done.acquire()
-        err, self._error = self._error, None
-        return err
 
     def _loop(self) -> None:
         while True:
             self._go.acquire()
-            job = self._job
-            assert job is not None
-            try:
-                job[0](job[1], job[2], job[3])
-            except BaseException as exc:  # noqa: BLE001 - reported by wait()
-                self._error = exc
-            self._done.release()
+            job = self._job  # a late wake-up may see a newer job, or one with no chunks left
+            if job is not None:
+                job.work()
 
 
 POOL = ThreadPool()
