@@ -6,10 +6,10 @@ Two ways into machine code, chosen per call by size:
   generated FAST entry (see :mod:`syntonic.lower.cpu.abi`). The call costs about as much
   as calling any builtin; the GIL stays held (the work is short).
 * **pool path** (large work): each kernel's range of work items is split into one
-  contiguous chunk per worker; the calling thread runs chunk 0 and the persistent workers
-  the others, through ctypes (which releases the GIL, so the chunks run in parallel).
-  The split depends only on the size and the worker count, so results are bit-identical
-  from run to run.
+  contiguous chunk per thread; the calling thread and the persistent workers claim the
+  chunks in turn and run them through ctypes (which releases the GIL, so the chunks run
+  in parallel). The split depends only on the size and the thread count, so results are
+  bit-identical from run to run.
 
 Example::
 
