@@ -36,7 +36,8 @@ _PROGRAM = textwrap.dedent("""
 
 
 def _run(tmp: Path, helper_const: float, body_const: float) -> tuple[float, int, int]:
-    env = dict(os.environ, SYNTONIC_CACHE_DIR=str(tmp), SYNTONIC_CACHE="rw")
+    env = dict(os.environ, SYNTONIC_CACHE_DIR=str(tmp), SYNTONIC_CACHE="rw",
+               SYNTONIC_DEVICE="cpu")  # the CPU cache, also on a machine with a GPU
     script = _PROGRAM.format(root=str(ROOT), helper_const=helper_const,
                              body_const=body_const)
     path = tmp / "prog.py"
