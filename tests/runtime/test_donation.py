@@ -14,6 +14,13 @@ import syntonic as sn
 from syntonic.frontend.pytree import flatten, tree_map
 from syntonic.runtime.donation import BufferPool
 
+
+@pytest.fixture(autouse=True)
+def _cpu_backend():
+    """Donation is a CPU-backend feature: test it there, also on a machine with a GPU."""
+    with sn.config.override(device="cpu"):
+        yield
+
 STEPS = 6
 
 
