@@ -91,17 +91,35 @@ class _Loops:
     inner_axes: list[int]
     blocks: int  # blocks of the last axis per row (elementwise kernels)
     block: int
+    columns: int = 0  # column mode: a work item is this many consecutive outer indices
 
     def items(self, space: tuple[int, ...]) -> int:
         rows = math.prod(space[a] for a in self.outer_axes)
+        if self.columns:
+            return -(-rows // self.columns)
         return rows * self.blocks
+
+
+# Column mode: a reduction over leading axes that keeps only the last axis (column sums,
+# bias gradients) runs COLUMNS consecutive columns per work item with the column loop
+# innermost, so loads and accumulators are contiguous and the loop vectorizes (one column
+# per work item would walk memory with the row stride, one element at a time).
+COLUMNS = 16
+
+
+def _column_mode(k: Kernel) -> bool:
+    last = len(k.space) - 1
+    return (bool(k.reduce_axes) and k.outer_axes == (last,) and k.space[last] >= 2
+            and k.contraction is None and len(k.phases) == 1 and not k.phases[0].stores
+            and bool(k.phases[0].reductions))
 
 
 def plan_loops(k: Kernel) -> _Loops:
     """How kernel `k` is split into work items (deterministic in the shapes only)."""
     space = k.space
     if k.reduce_axes:
-        return _Loops(list(k.outer_axes), list(k.reduce_axes), 1, 0)
+        return _Loops(list(k.outer_axes), list(k.reduce_axes), 1, 0,
+                      COLUMNS if _column_mode(k) else 0)
     if not space:
         return _Loops([], [], 1, 0)
     last = len(space) - 1
@@ -615,8 +633,13 @@ class _KernelEmitter:
             self.scratch_ptr = abi.load_buffer(b, table, self.scratch,
                                                STORAGE_TYPES[k.contraction.dtype], "acc")
         self.acc_slots: dict[int, ir.Value] = {}
+        self.acc_arrays: dict[int, ir.Value] = {}
         for r in k.reductions:
             self.acc_slots[r.acc] = b.alloca(_acc_type(r), name=f"acc{r.acc}")
+            if self.loops.columns:
+                self.acc_arrays[r.acc] = b.alloca(ir.ArrayType(_acc_type(r),
+                                                               self.loops.columns),
+                                                  name=f"accs{r.acc}")
         # work-item loop
         body = fn.append_basic_block("item")
         done = fn.append_basic_block("done")
@@ -632,8 +655,52 @@ class _KernelEmitter:
         b.ret_void()
         return fn, self.loops
 
+    def _columns_item(self, w: ir.Value) -> None:
+        """Column mode (see COLUMNS): the reduced axes outside, the work item's columns
+        inside, one accumulator per column in a small stack array."""
+        b, k, lp = self.b, self.k, self.loops
+        last = len(k.space) - 1
+        (phase,) = k.phases
+        j0 = b.mul(w, I64(lp.columns), name="j0")
+        left = b.sub(I64(k.space[last]), j0)
+        n = b.select(b.icmp_signed("<", left, I64(lp.columns)), left, I64(lp.columns),
+                     name="ncols")
+
+        def slot(r: Reduction, jj: ir.Value) -> ir.Value:
+            return b.gep(self.acc_arrays[r.acc], [I64(0), jj])
+
+        with _counted_loop(b, I64(0), n, "jj.init") as jj:
+            for r in phase.reductions:
+                b.store(_identity(r), slot(r, jj))
+        loops = [_counted_loop(b, I64(0), I64(k.space[a]), f"i{a}") for a in lp.inner_axes]
+        coords: dict[int, ir.Value] = {}
+        for a, loop in zip(lp.inner_axes, loops):
+            coords[a] = loop.__enter__()
+        with _counted_loop(b, I64(0), n, "jj") as jj:
+            at = dict(coords)
+            at[last] = b.add(j0, jj)
+            scope = _Scope()
+            for r in phase.reductions:
+                self.acc_slots[r.acc] = slot(r, jj)
+                self._accumulate(r, self._value(r.value, at, scope, scope))
+        for loop in reversed(loops):
+            loop.__exit__(None, None, None)
+        with _counted_loop(b, I64(0), n, "jj.out") as jj:
+            at = {a: I64(0) for a in lp.inner_axes}
+            at[last] = b.add(j0, jj)
+            self.acc_values = {}
+            for r in phase.reductions:
+                self.acc_slots[r.acc] = slot(r, jj)
+                self.acc_values[r.acc] = self._finalize(r)
+            scope = _Scope()
+            for st in phase.row_stores:
+                self._store(st, self._value(st.value, at, scope, scope), at)
+
     def _item(self, w: ir.Value) -> None:
         b, k, lp = self.b, self.k, self.loops
+        if lp.columns:
+            self._columns_item(w)
+            return
         coords: dict[int, ir.Value] = {}
         row = w
         bounds: dict[int, tuple[ir.Value, ir.Value]] = {}
