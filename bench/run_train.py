@@ -341,8 +341,8 @@ def main() -> None:
         "(bias + ReLU on the forward GEMMs, the ReLU mask on the input-gradient GEMMs, Adam "
         "on the weight-gradient GEMMs: p, m, v read and written once, into the donated "
         "buffers), log-softmax + cross-entropy in one row kernel, the bias gradients (two "
-        "column sums over 256x512 take ~0.3 ms each: the reduction walks columns with "
-        "stride 512, unvectorized, a code-generator fix), Adam on the biases; plus "
+        "column sums over 256x512, ~40 us each in column mode: 16 columns per work item, "
+        "vectorized), Adam on the biases; plus "
         "~0.2-0.3 ms of Python dispatch (pytree flattening, buffer table, ctypes calls).",
     ]
     if jax:
