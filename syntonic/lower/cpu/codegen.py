@@ -8,6 +8,9 @@ Loop structure of a kernel (``void k(i8** table, i64 start, i64 stop)``): the fu
   and does the phase's stores, then the row stores. Sums accumulate in f64 for float data
   (and ``reassoc`` is allowed on the accumulator only, so LLVM vectorises with several
   partial sums): an f32 sum of 2**24 elements stays within ~1e-7 relative of the exact sum.
+* **column reductions** (leading axes reduced, only the last axis kept, one phase): a work
+  item is ``COLUMNS`` consecutive columns, the reduced axes loop outside and the columns
+  inside, with one accumulator per column in a stack array, so the loop vectorises.
 * **elementwise kernels**: the last axis is the inner (vectorised) loop; a work item is one
   block of it in one row (rows = the other axes), so even a rank-1 kernel splits across
   threads.
