@@ -8,6 +8,10 @@ Loop structure of a kernel (``void k(i8** table, i64 start, i64 stop)``): the fu
   and does the phase's stores, then the row stores. Sums accumulate in f64 for float data
   (and ``reassoc`` is allowed on the accumulator only, so LLVM vectorises with several
   partial sums): an f32 sum of 2**24 elements stays within ~1e-7 relative of the exact sum.
+* **split full reductions** (one phase, every axis reduced, >= ``SPLIT_MIN`` points): up to
+  ``SPLIT_PARTS`` chunks of the first axis run on the thread pool, each writing its partial
+  accumulators; a combine kernel folds them in chunk order (deterministic: the chunks
+  depend on the shape only) and does the row stores.
 * **column reductions** (leading axes reduced, only the last axis kept, one phase): a work
   item is ``COLUMNS`` consecutive columns, the reduced axes loop outside and the columns
   inside, with one accumulator per column in a stack array, so the loop vectorises.
@@ -108,6 +112,27 @@ class _Loops:
 # innermost, so loads and accumulators are contiguous and the loop vectorizes (one column
 # per work item would walk memory with the row stride, one element at a time).
 COLUMNS = 16
+
+
+# Split full reductions: a single-phase reduction of every axis (no element stores) over
+# at least SPLIT_MIN points runs as up to SPLIT_PARTS chunks of its first axis on the
+# thread pool, each writing its partial accumulators, then a combine kernel folds the
+# partials in chunk order (deterministic: the chunks depend on the shape only) and does
+# the row stores.
+SPLIT_PARTS = 64
+SPLIT_MIN = 1 << 16
+_ACC_DTYPES = {"double": DType.f64, "float": DType.f32, "i32": DType.i32, "i64": DType.i64}
+
+
+def split_parts(k: Kernel) -> int:
+    """How many chunks a full reduction is split into (1: not split)."""
+    if not (k.reduce_axes and not k.outer_axes and k.contraction is None and k.opaque is None
+            and k.loop is None and len(k.phases) == 1 and not k.phases[0].stores
+            and k.phases[0].reductions and math.prod(k.space) >= SPLIT_MIN
+            and all(not r.dtype.is_bool for r in k.reductions)):
+        return 1
+    first = k.reduce_axes[0]
+    return max(1, min(SPLIT_PARTS, k.space[first], math.prod(k.space) // (SPLIT_MIN // 4)))
 
 
 def _column_mode(k: Kernel) -> bool:
@@ -266,6 +291,24 @@ class _ModuleEmitter:
                     "rhs": self._operand(c.rhs.buffer, c.rhs.view),
                 })
             symbol = f"{self.prefix}_k{idx}"
+            parts = split_parts(k)
+            if parts > 1:  # a large full reduction: partials on the pool, then a combine
+                partials = {r.acc: self._slot(("partials", idx, r.acc), "temp",
+                                              _ACC_DTYPES[str(_acc_type(r))], (parts,))
+                            for r in k.reductions}
+                fn, _ = _KernelEmitter(self, k, symbol, None, "partial", partials,
+                                       parts).emit()
+                comb, _ = _KernelEmitter(self, k, f"{symbol}_combine", None, "combine",
+                                         partials, parts).emit()
+                self.symbols += [symbol, comb.name]
+                kernels += [(fn, parts), (comb, 1)]
+                steps.append({"kind": "native", "kernel": idx, "symbol": symbol,
+                              "items": parts, "points": int(math.prod(k.space)),
+                              "name": k.name, "flops": k.flops_per_point})
+                steps.append({"kind": "native", "kernel": idx, "symbol": comb.name,
+                              "items": 1, "points": parts, "name": f"{k.name} (combine)",
+                              "flops": 0})
+                continue
             fn, loops = _KernelEmitter(self, k, symbol, scratch).emit()
             self.symbols.append(symbol)
             items = loops.items(k.space)
@@ -590,12 +633,19 @@ class _Scope:
 
 
 class _KernelEmitter:
-    def __init__(self, mod: _ModuleEmitter, k: Kernel, symbol: str, scratch: int | None
-                 ) -> None:
+    """One kernel function. `mode` ``partial``/``combine``: the two halves of a split full
+    reduction (see split_parts), with `partials` (accumulator -> table slot)."""
+
+    def __init__(self, mod: _ModuleEmitter, k: Kernel, symbol: str, scratch: int | None,
+                 mode: str = "normal", partials: dict[int, int] | None = None,
+                 parts: int = 1) -> None:
         self.m = mod
         self.k = k
         self.symbol = symbol
         self.scratch = scratch
+        self.mode = mode
+        self.partials = partials or {}
+        self.parts = parts
         self.loops = plan_loops(k)
         self.acc_deps = acc_dependencies(k)
         self.inner_varying = self._inner_varying()
@@ -631,6 +681,10 @@ class _KernelEmitter:
             bufs.setdefault(st.buffer, self.m.prog.buffers[st.buffer].type.dtype)
         for bid, dt in sorted(bufs.items()):
             self.ptrs[bid] = self.m.pointer(b, table, bid, dt)
+        self.partial_ptrs = {a: abi.load_buffer(b, table, slot,
+                                                _acc_type(next(r for r in k.reductions
+                                                               if r.acc == a)), f"part{a}")
+                             for a, slot in self.partials.items()}
         if self.scratch is not None:
             assert k.contraction is not None
             self.scratch_ptr = abi.load_buffer(b, table, self.scratch,
@@ -699,8 +753,26 @@ class _KernelEmitter:
             for st in phase.row_stores:
                 self._store(st, self._value(st.value, at, scope, scope), at)
 
+    def _combine_item(self) -> None:
+        """Fold the partial accumulators in chunk order, finalize, do the row stores."""
+        b, k = self.b, self.k
+        (phase,) = k.phases
+        for r in phase.reductions:
+            b.store(_identity(r), self.acc_slots[r.acc])
+        with _counted_loop(b, I64(0), I64(self.parts), "part") as w:
+            for r in phase.reductions:
+                self._accumulate(r, b.load(b.gep(self.partial_ptrs[r.acc], [w])))
+        self.acc_values = {r.acc: self._finalize(r) for r in phase.reductions}
+        zero = {a: I64(0) for a in range(len(k.space))}
+        scope = _Scope()
+        for st in phase.row_stores:
+            self._store(st, self._value(st.value, zero, scope, scope), zero)
+
     def _item(self, w: ir.Value) -> None:
         b, k, lp = self.b, self.k, self.loops
+        if self.mode == "combine":
+            self._combine_item()
+            return
         if lp.columns:
             self._columns_item(w)
             return
@@ -709,6 +781,13 @@ class _KernelEmitter:
         bounds: dict[int, tuple[ir.Value, ir.Value]] = {}
         for a in range(len(k.space)):
             bounds[a] = (I64(0), I64(k.space[a]))
+        if self.mode == "partial":  # chunk w of the first reduced axis
+            first = k.reduce_axes[0]
+            n = k.space[first]
+            lo = b.udiv(b.mul(w, I64(n)), I64(self.parts), name="part.lo")
+            hi = b.udiv(b.mul(b.add(w, I64(1)), I64(n)), I64(self.parts), name="part.hi")
+            bounds[first] = (lo, hi)
+            self.part_index = w
         if lp.blocks > 1:
             row = b.udiv(w, I64(lp.blocks), name="row")
             blk = b.urem(w, I64(lp.blocks), name="blk")
@@ -749,6 +828,11 @@ class _KernelEmitter:
             b.store(_identity(r), self.acc_slots[r.acc])
         if roots:
             self._nest(0, coords, bounds, row_scope, phase.reductions, loop_stores)
+        if self.mode == "partial":
+            for r in phase.reductions:
+                b.store(b.load(self.acc_slots[r.acc]),
+                        b.gep(self.partial_ptrs[r.acc], [self.part_index]))
+            return
         for r in phase.reductions:
             self.acc_values[r.acc] = self._finalize(r)
         # row stores: at inner index 0
