@@ -44,8 +44,15 @@ except ImportError:  # pragma: no cover
     jax = None
 
 
+# XLA's and OpenBLAS's worker threads keep spinning for a while after a call; without a
+# pause they steal a core from whatever is measured next on this 2-core machine.
+SETTLE_S = 0.3
+
+
 def best(fn: Callable[[], object], repeat: int, number: int = 1) -> float:
-    """Best wall time of `repeat` runs of `number` calls (seconds per call)."""
+    """Best wall time of `repeat` runs of `number` calls (seconds per call), measured
+    after the previous case's spinning workers have settled."""
+    time.sleep(SETTLE_S)
     fn()
     times = []
     for _ in range(repeat):
