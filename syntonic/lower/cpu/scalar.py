@@ -158,6 +158,19 @@ for _name in ("exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "e
     LOWERING[_name] = _math_rule(_name)
 
 
+def _pow(ctx: Ctx, a: list[ir.Value], attrs: dict, ins: tuple, out: DType) -> ir.Value:
+    # x ** 2 (a constant exponent, e.g. from `x ** 2`) is one multiply: x*x is the
+    # correctly rounded square, which is what a correctly rounded pow returns (NaN, +-inf
+    # and -0.0 included), and it vectorizes.
+    y = a[1]
+    if out in (DType.f32, DType.f64) and isinstance(y, ir.Constant) and y.constant == 2.0:
+        return ctx.b.fmul(a[0], a[0])
+    return ctx.b.call(ctx.math.get("pow", a[0].type), a)
+
+
+LOWERING["pow"] = _pow
+
+
 # ----------------------------------------------------------------- comparisons
 
 _FCMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
