@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,18 +39,33 @@ from syntonic.lower.kernel import (
 from syntonic.lower.view import Dim, View
 
 
-def run_program(prog: Program, *args: Any) -> tuple[np.ndarray, ...]:
-    """Run `prog` on numpy arrays (one per parameter); returns one array per output."""
+def checked_args(prog: Program, args: Sequence[Any], error: type[Exception] = IRError
+                 ) -> list[np.ndarray]:
+    """`args` as arrays, one per parameter of `prog`, each of its parameter's type (else
+    `error` naming the argument). Shared by every host-side runner of a program."""
     if len(args) != len(prog.params):
-        raise IRError(f"program @{prog.name} takes {len(prog.params)} arguments, got {len(args)}")
-    flat: dict[int, np.ndarray] = {}
+        raise error(f"program @{prog.name} takes {len(prog.params)} arguments, got {len(args)}")
+    out = []
     for i, (bid, arg) in enumerate(zip(prog.params, args)):
         want = prog.buffers[bid].type
         arr = np.asarray(arg)
         if TensorType.of(arr) != want:
-            raise IRError(f"program @{prog.name} argument {i} is {TensorType.of(arr)}, "
-                          f"expected {want}")
-        flat[bid] = np.ascontiguousarray(arr).reshape(-1)
+            raise error(f"program @{prog.name} argument {i} is {TensorType.of(arr)}, "
+                        f"expected {want}")
+        out.append(arr)
+    return out
+
+
+def program_outputs(prog: Program, flat: Mapping[int, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The outputs of `prog` (copies, with the outputs' shapes) from its flat buffers."""
+    return tuple(flat[o.buffer].reshape(o.type.shape).copy() for o in prog.outputs)
+
+
+def run_program(prog: Program, *args: Any) -> tuple[np.ndarray, ...]:
+    """Run `prog` on numpy arrays (one per parameter); returns one array per output."""
+    flat: dict[int, np.ndarray] = {
+        bid: np.ascontiguousarray(arr).reshape(-1)
+        for bid, arr in zip(prog.params, checked_args(prog, args))}
     for b in prog.buffers:
         if b.role is Role.CONST:
             assert b.data is not None
@@ -58,7 +74,7 @@ def run_program(prog: Program, *args: Any) -> tuple[np.ndarray, ...]:
             flat[b.id] = np.zeros(b.type.size, b.type.dtype.np)
     for k in prog.kernels:
         run_kernel(k, flat, prog)
-    return tuple(flat[o.buffer].reshape(o.type.shape).copy() for o in prog.outputs)
+    return program_outputs(prog, flat)
 
 
 def run_kernel(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:
@@ -189,4 +205,4 @@ def _run_opaque(k: Kernel, flat: dict[int, np.ndarray], prog: Program) -> None:
             flat[b][...] = np.asarray(out).astype(prog.buffers[b].type.dtype.np).reshape(-1)
 
 
-__all__ = ["run_kernel", "run_program"]
+__all__ = ["checked_args", "program_outputs", "run_kernel", "run_program"]

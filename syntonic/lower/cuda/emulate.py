@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 
 from syntonic.ir.errors import BackendError
-from syntonic.ir.types import TensorType
 from syntonic.lower.cuda.plan import (
     BufferArg,
     CudaModule,
@@ -48,7 +47,7 @@ from syntonic.lower.cuda.plan import (
     ScratchArg,
 )
 from syntonic.lower.kernel import Program, Role
-from syntonic.lower.kernel_interp import run_kernel
+from syntonic.lower.kernel_interp import checked_args, program_outputs, run_kernel
 
 GUARD = 64  # elements of guard zone before and after every buffer
 _GUARD_BYTE = 0x5A
@@ -152,21 +151,15 @@ def run(program: Program, module: CudaModule, inputs: Sequence[np.ndarray], *,
     the device runtime drives them. Raises BackendError on an out-of-bounds write. Same
     results contract as :func:`syntonic.lower.kernel_interp.run_program`.
     """
-    if len(inputs) != len(program.params):
-        raise BackendError(f"program @{program.name} takes {len(program.params)} arguments, "
-                           f"got {len(inputs)}")
+    arrays = checked_args(program, inputs, BackendError)
     host = _Host(library or build([module]), sm_count, block, max_grid)
     bound: dict[int, np.ndarray] = {}
-    for i, (bid, arg) in enumerate(zip(program.params, inputs)):
-        want = program.buffers[bid].type
-        arr = np.asarray(arg)
-        if TensorType.of(arr) != want:
-            raise BackendError(f"argument {i} is {TensorType.of(arr)}, expected {want}")
+    for bid, arr in zip(program.params, arrays):
         bound[bid] = host.buffer(f"b{bid}", arr.size, arr.dtype, 0)
         bound[bid][...] = arr.reshape(-1)
     flat = host.execute(program, module, bound)
     host.check(module.name)
-    return tuple(flat[o.buffer].reshape(o.type.shape).copy() for o in program.outputs)
+    return program_outputs(program, flat)
 
 
 class _Host:
