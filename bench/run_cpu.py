@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import syntonic as sn  # noqa: E402
+from bench.common import kept_sections, machine  # noqa: E402
 
 try:
     import numba  # noqa: E402
@@ -301,33 +300,6 @@ def _fmt(t: float) -> str:
     return f"{t * 1e6:.2f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms"
 
 
-_MARKER = re.compile(r"<!-- (/?)([A-Za-z0-9_]+) -->")
-
-
-def kept_sections(path: Path) -> list[str]:
-    """Sections other benchmark scripts own in the existing report, kept verbatim when
-    this script rewrites the file: everything from a marker line ``<!-- NAME -->`` to the
-    next ``<!-- NAME -->`` or ``<!-- /NAME -->`` line (T1 of bench/run_train.py, GPU of
-    bench/run_gpu.py, ENGINE of bench/run_engine.py, ...)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    kept = []
-    i = 0
-    while i < len(lines):
-        m = _MARKER.fullmatch(lines[i].strip())
-        if m and not m.group(1):
-            ends = {f"<!-- {m.group(2)} -->", f"<!-- /{m.group(2)} -->"}
-            j = next((j for j in range(i + 1, len(lines)) if lines[j].strip() in ends), None)
-            if j is not None:
-                kept.append("\n".join(lines[i:j + 1]))
-                i = j + 1
-                continue
-        i += 1
-    return kept
-
-
 def write_report(path: Path, res: dict[str, dict[str, float]], w6_times: dict[str, float],
                  n: int, rows_n: int, mkn: tuple[int, int, int], quick: bool,
                  load_start: float) -> None:
@@ -409,26 +381,8 @@ def write_report(path: Path, res: dict[str, dict[str, float]], w6_times: dict[st
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import llvmlite
-
-    vers = [f"python {platform.python_version()}", f"numpy {np.__version__}",
-            f"llvmlite {llvmlite.__version__}"]
-    if numba:
-        vers.append(f"numba {numba.__version__}")
-    if jax:
-        vers.append(f"jax {jax.__version__}")
-    from syntonic.lower.cpu.engine import get_engine
-
-    return (f"{cpu}, {os.cpu_count()} cores, host CPU `{get_engine().cpu}`; "
-            + ", ".join(vers))
+    return machine([v for v in (numba and f"numba {numba.__version__}",
+                                jax and f"jax {jax.__version__}") if v])
 
 
 if __name__ == "__main__":

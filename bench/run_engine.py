@@ -1,7 +1,7 @@
 """Engine benchmarks (issues 7 and 10): the DHSR evolve loop and one DHSR cycle on the CPU.
 
 Run ``python bench/run_engine.py`` (``--quick`` skips the 65536-row case); it writes the
-section between ``<!-- ENGINE -->`` markers of bench/README.md and leaves the rest alone.
+section between two ``<!-- ENGINE -->`` lines of bench/README.md and leaves the rest alone.
 All f32. Peers, in this same process: numpy (the loop written with numpy array code, as in
 SPEC-ops.md, on f32 arrays) and ``jax.jit`` (``lax.while_loop``; skipped if jax is not
 installed). Times are the best of several back-to-back calls on resident inputs after a
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import syntonic as sn  # noqa: E402
+from bench.common import replace_section  # noqa: E402
 from bench.run_cpu import _machine, best, jax_call  # noqa: E402
 
 try:
@@ -190,7 +190,6 @@ def _fmt(t: float) -> str:
 def report(rows: list[tuple[str, dict[str, float], str]]) -> str:
     peers = ["numpy", "jax"]
     lines = [
-        "<!-- ENGINE -->",
         "## Engine (CPU): evolve loop and DHSR cycle",
         "",
         "Command: `python bench/run_engine.py` (rewrites only this section).",
@@ -209,16 +208,7 @@ def report(rows: list[tuple[str, dict[str, float], str]]) -> str:
                  for p in peers]
         lines.append(f"| {name} | {_fmt(t['syntonic'])} | " + " | ".join(cells)
                      + f" | {note} |")
-    lines.append("<!-- /ENGINE -->")
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(r"<!-- ENGINE -->.*?<!-- /ENGINE -->\n?", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) \
-        else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main() -> None:
@@ -228,7 +218,7 @@ def main() -> None:
     args = ap.parse_args()
     section = report(run(args.quick))
     print(section)
-    write_section(Path(args.out), section)
+    replace_section(Path(args.out), "ENGINE", section)
 
 
 if __name__ == "__main__":

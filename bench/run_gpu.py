@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import syntonic as sn  # noqa: E402
+from bench.common import replace_section  # noqa: E402
 from syntonic.runtime import cuda  # noqa: E402
 
-MARKER = "<!-- GPU -->"  # on its own line before and after the section (as <!-- T1 -->)
+MARKER = "<!-- GPU -->"  # on its own line before and after the section (bench/common.py)
 
 
 # --------------------------------------------------------------------- workloads
@@ -336,18 +337,8 @@ def report(res: dict[str, dict[str, float]], peers: list[str], copy_bw: float, n
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace the text between the two MARKER lines (append them if absent); keep the
-    rest of the file."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{MARKER}\n{section.rstrip()}\n{MARKER}"
-    lines = text.splitlines()
-    at = [i for i, line in enumerate(lines) if line.strip() == MARKER]
-    if len(at) >= 2:
-        lines[at[0]:at[1] + 1] = [block]
-        text = "\n".join(lines) + "\n"
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
+    """Replace the GPU section of `path` (append it if absent); keep the rest."""
+    replace_section(path, "GPU", section)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import statistics
 import sys
 import time
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import syntonic as sn  # noqa: E402
+from bench.common import machine, replace_section  # noqa: E402
 from syntonic.runtime import blas  # noqa: E402
 
 try:
@@ -53,7 +52,6 @@ SIZES = (784, 512, 512, 10)
 BATCH = 256
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
 SPIN_PAUSE = 0.3  # seconds between cases (see measure)
-BEGIN = END = "<!-- T1 -->"  # the section sits between two such lines (run_cpu.py keeps it)
 
 
 def init_params(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
@@ -246,26 +244,8 @@ def _fmt(samples: list[float]) -> str:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import llvmlite
-
-    vers = [f"python {platform.python_version()}", f"numpy {np.__version__}",
-            f"llvmlite {llvmlite.__version__}"]
-    if jax:
-        vers.append(f"jax {jax.__version__} (jaxlib {jax.lib.__version__})")
-    if torch:
-        vers.append(f"torch {torch.__version__}")
-    from syntonic.lower.cpu.engine import get_engine
-
-    return (f"{cpu}, {os.cpu_count()} cores, host CPU `{get_engine().cpu}`; "
-            + ", ".join(vers))
+    return machine([v for v in (jax and f"jax {jax.__version__} (jaxlib {jax.lib.__version__})",
+                                torch and f"torch {torch.__version__}") if v])
 
 
 def report(times: dict[str, list[float]], loads: tuple[float, float], gap: float,
@@ -273,7 +253,6 @@ def report(times: dict[str, list[float]], loads: tuple[float, float], gap: float
     ours = min(times["syntonic"])
     d = SIZES
     lines = [
-        BEGIN,
         "## T1: one training step, MLP 784-512-512-10, batch 256, f32",
         "",
         f"Command: `python bench/run_train.py{' --quick' if quick else ''}` (rewrites only "
@@ -303,20 +282,8 @@ def report(times: dict[str, list[float]], loads: tuple[float, float], gap: float
         f"syntonic and jax agree on the loss after 4 steps to {gap:.1e} (relative).",
         "",
         *[line for note in notes for line in (note, "")],
-        END,
     ]
-    return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the T1 section of `path` (or append it), keeping everything else."""
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main() -> None:
@@ -363,7 +330,8 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     for name, samples in times.items():
         print(f"{name:30s} {_fmt(samples)}", flush=True)
-    write_section(Path(opts.out), report(times, (load0, load1), gap, opts.quick, notes))
+    replace_section(Path(opts.out), "T1",
+                    report(times, (load0, load1), gap, opts.quick, notes))
 
 
 if __name__ == "__main__":
