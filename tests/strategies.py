@@ -606,3 +606,15 @@ __all__ = [
     "arrays", "assert_same_results", "graph_names", "graphs", "inputs_for", "ir_settings",
     "locations", "op_graphs", "param_hints", "same_bits", "shapes",
 ]
+
+
+@st.composite
+def graph_cases(draw: Callable[..., Any], ops: Iterable[str] | None = None,
+                dtypes: Iterable[DType | str] | None = None, moderate: bool = False,
+                min_ops: int = 1, focus: str | None = None) -> tuple[Graph, list[np.ndarray]]:
+    """A random graph (`ops`, else `dtypes`) and inputs for it: the cases the backends'
+    random-graph tests compare with the interpreter."""
+    kw = {"ops": ops} if ops else {"dtypes": dtypes}
+    g = draw(graphs(max_ops=max(8, min_ops + 4), min_ops=min_ops, focus=focus, **kw))
+    return g, draw(inputs_for(g, moderate=moderate))
+

@@ -61,6 +61,14 @@ def assert_agrees(got: np.ndarray, want: np.ndarray, what: str) -> None:
                                            f"{scale}\n{got!r}\nvs\n{want!r}"
 
 
+def lower_quietly(g):
+    """The kernel program of graph `g` (pipeline unverified, numpy warnings silenced): how
+    the backends' random-graph tests lower a case."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return lower_to_kernels(fuse(run_pipeline(g, check=False)[-1].graph))
+
+
 def check_graph(g, args) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "mean of empty slice"

@@ -20,23 +20,21 @@ pytest.importorskip("llvmlite")
 from syntonic.ir import interpret  # noqa: E402
 from syntonic.lower.cpu.codegen import lower_programs  # noqa: E402
 from syntonic.lower.cpu.engine import get_engine  # noqa: E402
-from syntonic.lower.schedule import lower_to_kernels  # noqa: E402
-from syntonic.passes import run_pipeline  # noqa: E402
-from syntonic.passes.fusion import fuse  # noqa: E402
 from syntonic.runtime.native import NativeProgram  # noqa: E402
-from tests.passes.test_semantics import PRIMITIVE, SETTINGS, assert_agrees  # noqa: E402
-from tests.strategies import graphs, inputs_for  # noqa: E402
+from tests.passes.test_semantics import (  # noqa: E402
+    PRIMITIVE,
+    SETTINGS,
+    assert_agrees,
+    lower_quietly,
+)
+from tests.strategies import graph_cases  # noqa: E402
 
 BATCH = 50
 _counter = [0]
 
 
 def _check_batch(cases: list) -> None:
-    progs = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for g, _ in cases:
-            progs.append(lower_to_kernels(fuse(run_pipeline(g, check=False)[-1].graph)))
+    progs = [lower_quietly(g) for g, _ in cases]
     _counter[0] += 1
     names = [f"rg{_counter[0]}_{i}" for i in range(len(progs))]
     text, lowered = lower_programs(progs, names)
@@ -58,21 +56,14 @@ def _check_batch(cases: list) -> None:
             assert_agrees(a, w, f"output {i} of native code for\n{g}\n")
 
 
-@st.composite
-def _case(draw, ops, dtypes, moderate):
-    kw = {"ops": ops} if ops else {"dtypes": dtypes}
-    g = draw(graphs(max_ops=8, **kw))
-    return g, draw(inputs_for(g, moderate=moderate))
-
-
 @settings(max_examples=14, **SETTINGS)
-@given(st.lists(_case(PRIMITIVE, None, False), min_size=BATCH, max_size=BATCH))
+@given(st.lists(graph_cases(PRIMITIVE, None, False), min_size=BATCH, max_size=BATCH))
 def test_primitive_graphs_native_vs_interpreter(cases):
     _check_batch(cases)
 
 
 @settings(max_examples=7, **SETTINGS)
-@given(st.lists(_case(None, ["f16", "f32", "f64", "bool", "i32"], True), min_size=BATCH,
+@given(st.lists(graph_cases(None, ["f16", "f32", "f64", "bool", "i32"], True), min_size=BATCH,
                 max_size=BATCH))
 def test_resonant_graphs_native_vs_interpreter(cases):
     _check_batch(cases)

@@ -18,11 +18,8 @@ from hypothesis import strategies as st
 
 from syntonic.ir import interpret
 from syntonic.lower.cuda import emulate, generate, nvrtc
-from syntonic.lower.schedule import lower_to_kernels
-from syntonic.passes import run_pipeline
-from syntonic.passes.fusion import fuse
-from tests.passes.test_semantics import PRIMITIVE, SETTINGS, assert_agrees
-from tests.strategies import graphs, inputs_for
+from tests.passes.test_semantics import PRIMITIVE, SETTINGS, assert_agrees, lower_quietly
+from tests.strategies import graph_cases
 
 if not emulate.available():  # pragma: no cover - CI images have g++
     pytest.skip("CUDA emulation needs a C++20 compiler (g++ or $CXX)", allow_module_level=True)
@@ -40,11 +37,7 @@ _counter = [0]
 
 
 def _check_batch(cases: list) -> None:
-    progs = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for g, _ in cases:
-            progs.append(lower_to_kernels(fuse(run_pipeline(g, check=False)[-1].graph)))
+    progs = [lower_quietly(g) for g, _ in cases]
     _counter[0] += 1
     mods = [generate(p, f"rg{_counter[0]}_{i}") for i, p in enumerate(progs)]
     lib = emulate.build(mods)
@@ -61,13 +54,6 @@ def _check_batch(cases: list) -> None:
         assert len(got) == len(want)
         for i, (a, w) in enumerate(zip(got, want)):
             assert_agrees(a, w, f"output {i} of emulated CUDA for\n{g}\n")
-
-
-@st.composite
-def _case(draw, ops, dtypes, moderate, min_ops=1, focus=None):
-    kw = {"ops": ops} if ops else {"dtypes": dtypes}
-    g = draw(graphs(max_ops=max(8, min_ops + 4), min_ops=min_ops, focus=focus, **kw))
-    return g, draw(inputs_for(g, moderate=moderate))
 
 
 def _collect(strategy: st.SearchStrategy, n: int) -> list:
@@ -90,20 +76,21 @@ def _check_all(cases: list) -> None:
 
 
 def test_primitive_graphs_emulated_cuda_vs_interpreter() -> None:
-    cases = _collect(_case(PRIMITIVE, None, False), PRIMITIVE_GRAPHS)
+    cases = _collect(graph_cases(PRIMITIVE, None, False), PRIMITIVE_GRAPHS)
     assert len(cases) >= PRIMITIVE_GRAPHS * 0.9
     _check_all(cases)
 
 
 def test_resonant_graphs_emulated_cuda_vs_interpreter() -> None:
-    cases = _collect(_case(None, ["f16", "f32", "f64", "bool", "i32"], True), RESONANT_GRAPHS)
+    cases = _collect(graph_cases(None, ["f16", "f32", "f64", "bool", "i32"], True), RESONANT_GRAPHS)
     assert len(cases) >= RESONANT_GRAPHS * 0.9
     _check_all(cases)
 
 
 def test_reduction_and_matmul_graphs_emulated_cuda_vs_interpreter() -> None:
-    cases = _collect(_case(KERNEL_OPS, None, False, min_ops=5)
-                     | _case(KERNEL_OPS, None, False, min_ops=3, focus="matmul"), KERNEL_GRAPHS)
+    rich = graph_cases(KERNEL_OPS, None, False, min_ops=5) \
+        | graph_cases(KERNEL_OPS, None, False, min_ops=3, focus="matmul")
+    cases = _collect(rich, KERNEL_GRAPHS)
     assert len(cases) >= KERNEL_GRAPHS * 0.9
     _check_all(cases)
 
