@@ -476,7 +476,7 @@ class _LoopEmitter:
         b = ir.IRBuilder(entry)
         prog = outer.prog
         blocked = row_params is not None
-        carried_types = [t for t in (body_prog.buffers[p].type for p in body_prog.params[:n])]
+        carried_types = [body_prog.buffers[p].type for p in body_prog.params[:n]]
         nbytes = [I64(t.nbytes) for t in carried_types]
 
         def raw(bid: int, row: bool) -> ir.Value:  # an enclosing buffer (at the block) as i8*
