@@ -136,8 +136,7 @@ def evolve(x: Array, max_recursion: int = 13, threshold: float = 0.99) -> Any:
 
     Example: ``state, s, depth = sn.evolve(x, max_recursion=13, threshold=0.99)``.
     """
-    from syntonic.frontend import api
-    from syntonic.frontend.control import while_loop
+    from syntonic.frontend.evolve import evolve_loop
 
     if not isinstance(max_recursion, (int, np.integer)) or max_recursion < 0:
         raise fail(TraceError, f"evolve: max_recursion must be a non-negative int, got "
@@ -145,24 +144,4 @@ def evolve(x: Array, max_recursion: int = 13, threshold: float = 0.99) -> Any:
     t = _float_input(x, "evolve")
     if t.ndim == 0:
         raise fail(TraceError, "evolve needs at least one axis (the state dimension)")
-    s0 = syntony(t)
-    depth0 = api.zeros(s0.shape, "i32")
-    active0 = api.bitwise_and(api.less(s0, threshold), max_recursion > 0)
-
-    def keep_going(carry: Any) -> Any:
-        return api.any(carry[3])
-
-    def step(carry: Any) -> Any:
-        state, s, depth, active = carry
-        y = dhsr_cycle(state)
-        s_new = syntony(y)
-        accept = api.bitwise_and(active, api.greater(s_new, s))
-        state = api.where(api.expand_dims(accept, -1), y, state)
-        s = api.where(accept, s_new, s)
-        depth = api.add(depth, api.astype(accept, "i32"))
-        active = api.bitwise_and(accept, api.bitwise_and(api.less(s, threshold),
-                                                         api.less(depth, int(max_recursion))))
-        return state, s, depth, active
-
-    state, s, depth, _ = while_loop(keep_going, step, (t, s0, depth0, active0))
-    return state, s, depth
+    return evolve_loop(t, int(max_recursion), float(threshold))

@@ -191,17 +191,19 @@ def differentiate_rows(e: _Emit, x: Value, ax: int, alpha: float | Value) -> Val
     return e.op("select", e.up(zero, ax, x), x, y)
 
 
-def harmonize_rows(e: _Emit, x: Value, ax: int, g: float) -> Value:
+def harmonize_rows(e: _Emit, x: Value, ax: int, g: float, energy: Value | None = None) -> Value:
     """y = (1-g) x + g s t, t_i = sqrt(E (1-Q) w_i / W), s = sign(x) (+1 at 0); y = x where E = 0.
 
     g t_i is computed as sqrt(E) * c_i with the compile-time constant
-    c_i = g sqrt((1-Q) w_i / W) (equal to the spec's formula up to rounding).
+    c_i = g sqrt((1-Q) w_i / W) (equal to the spec's formula up to rounding). `energy`
+    is E (f64, keepdims) when the caller already has it.
     """
     n = x.shape[ax]
     w = R.golden_weights(n)
     with np.errstate(all="ignore"):
         c = g * np.sqrt((1.0 - R.Q) * w / w.sum()) if n else np.zeros(0)
-    energy = _energy(e, x, ax)
+    if energy is None:
+        energy = _energy(e, x, ax)
     root = _rows_as(e, e.op("sqrt", energy), x.dtype)
     t = e.op("mul", e.up(root, ax, x), e.along(c, x, ax))
     positive = e.op("ge", x, e.scalar(0.0, x.dtype, x.shape))
@@ -272,11 +274,29 @@ def _differentiate(e: _Emit, x: Value, ax: int, a: dict[str, Any]) -> Value:
 
 
 def _dhsr(e: _Emit, x: Value, ax: int, a: dict[str, Any]) -> Value:
+    """differentiate -> Moebius -> harmonize in three passes over a row: syntony; the
+    differentiated energy U = sum u^2 together with its kept part K = sum_kept u^2; the
+    output. The harmonize energy is (E/U) K: the energy of the masked, rescaled row in
+    exact arithmetic (in floating point closer to the float64 reference than a sum of the
+    rounded row). alpha = (1 - S) phi^-2 >= 0, so U = 0 only for an all-zero row, where
+    u = x and the scale 1 gives differentiate's y = x."""
     s0 = syntony_rows(e, x, ax, keepdims=True)
     one = e.scalar(1.0, s0.dtype, s0.shape)
     alpha = e.op("mul", e.op("sub", one, s0), e.scalar(R.PHI_INV2, s0.dtype, s0.shape))
-    d = differentiate_rows(e, x, ax, alpha)
-    return harmonize_rows(e, mobius_rows(e, d, ax), ax, R.PHI_INV)
+    alpha_b = e.bcast(_rows_as(e, alpha, x.dtype), x.shape)
+    factor = e.op("add", e.scalar(1.0, x.dtype, x.shape), e.op("mul", alpha_b, e.ramp(x, ax)))
+    u = e.op("mul", x, factor)
+    ua = _acc(e, u)
+    uq = e.op("mul", ua, ua)
+    u_energy = e.row_sum(uq, ax)
+    kept = e.op("select", e.along(R.mobius_keep(x.shape[ax]), uq, ax), uq,
+                e.scalar(0.0, DType.f64, uq.shape))
+    ratio = e.op("select", e.op("eq", u_energy, e.scalar(0.0, DType.f64, u_energy.shape)),
+                 e.scalar(1.0, DType.f64, u_energy.shape),
+                 e.op("div", _energy(e, x, ax), u_energy))
+    scale = _rows_as(e, e.op("sqrt", ratio), x.dtype)
+    m = mobius_rows(e, e.op("mul", u, e.up(scale, ax, x)), ax)
+    return harmonize_rows(e, m, ax, R.PHI_INV, e.op("mul", ratio, e.row_sum(kept, ax)))
 
 
 def _prime_gate(b: Builder, op: Op, operands: Sequence[Value]) -> tuple[Value, ...]:

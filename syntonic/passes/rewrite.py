@@ -97,15 +97,18 @@ class Rewriter:
 
     def splat(self, v: Value) -> Any | None:
         """The single element of a constant whose elements are all bit-equal, else None."""
+        op = self._producer.get(v)
+        if op is not None and op.name == "broadcast":
+            return self.splat(op.operands[0])  # never materialise the broadcast
         arr = self.constant(v)
         if arr is None or arr.size == 0:
             return None
-        first = arr.reshape(-1)[:1]
+        flat = np.ascontiguousarray(arr).reshape(-1)
         if arr.size > 1:
-            base = np.ascontiguousarray(arr)
-            if base.tobytes() != first.tobytes() * arr.size:
+            bits = flat.view(f"u{flat.itemsize}")
+            if not (bits == bits[0]).all():
                 return None
-        return first[0]
+        return flat[0]
 
     def is_splat(self, v: Value, value: float, negative_zero: bool | None = None) -> bool:
         """True when `v` is a constant of all `value` (for 0: optionally of a given sign)."""

@@ -165,7 +165,8 @@ def test_chained_dhsr_cycles_cut_at_the_phase_limit():
         return x
 
     low = evolve.lower(sn.spec("f32[4,248]"), n=5)
-    assert len(low.kernels) <= 5 and {len(k.phases) for k in low.kernels} == {4}
+    # a cycle is 3 phases: 5 cycles (15 phases) fill kernels of at most 4 phases
+    assert len(low.kernels) <= 5 and max(len(k.phases) for k in low.kernels) == 4
     assert {b.reason for b in low.plan.boundaries} == {Reason.SIZE}
     with sn.config.override(max_kernel_phases=8):
         assert max(len(k.phases) for k in evolve.lower(sn.spec("f32[4,248]"), n=5).kernels) <= 8
