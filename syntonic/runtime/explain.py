@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from syntonic.ir.graph import Graph, Location, Value
-from syntonic.lower.kernel import Kernel, Program, SourceOp
+from syntonic.lower.kernel import Kernel, Loop, Program, SourceOp
 from syntonic.passes.fusion import REASONS, FusionPlan, Reason
 
 
@@ -223,6 +223,7 @@ def _loop_lines(kernel: Kernel) -> tuple[str, ...]:
                      f"in parallel, each until its own rows are done")
     else:
         lines.append(f"not row-local: {loop.not_row_local}")
+    lines.append(_cuda_loop_line(loop))
     for label, sub in (("cond", loop.cond), ("body", loop.body)):
         for sk in sub.kernels:
             names = ", ".join(dict.fromkeys(op.name for op in sk.ops))
@@ -232,6 +233,17 @@ def _loop_lines(kernel: Kernel) -> tuple[str, ...]:
             lines.append(f"  {label} {sk.name}: {sk.kind} over {space}, {len(sk.phases)} "
                          f"phase{'s' if len(sk.phases) != 1 else ''}; ops: {names}")
     return tuple(lines)
+
+
+def _cuda_loop_line(loop: Loop) -> str:
+    """How the CUDA backend runs `loop`: one fused kernel, or driven by the host."""
+    from syntonic.lower.cuda.rowloop import fusable
+
+    if fusable(loop):
+        return ("CUDA: one kernel, one thread block per row, each row loops until its own "
+                "flag is false")
+    return ("CUDA: host-driven (per iteration the host launches cond, reads its one-byte "
+            "predicate, then launches the body)")
 
 
 def _value_text(prog: Program, buffer_of: Mapping[Value, int], value: Value) -> str:

@@ -214,7 +214,11 @@ class _Runner:
             else:  # temporaries, and the outputs of a loop sub-program
                 self.table[b.id] = owner._alloc_owned(b.type.nbytes)
         for s in module.scratch:
-            self.table[len(bufs) + s.id] = owner._alloc_owned(s.nbytes)
+            if s.data is not None:  # constants of a fused row-local loop
+                host = np.ascontiguousarray(s.data, s.dtype.np).reshape(-1)
+                self.table[len(bufs) + s.id] = owner._upload_owned(host)
+            else:
+                self.table[len(bufs) + s.id] = owner._alloc_owned(s.nbytes)
         self.dynamic = dynamic
         self.steps = self._prepare()
 

@@ -422,6 +422,11 @@ def _symbol(name: str) -> str:
     return "sn_" + "".join(c if c.isascii() and c.isalnum() else "_" for c in name)
 
 
+def row_block(inner: int) -> int:
+    """Threads per block for rows of `inner` points: a power of two in [32, 256]."""
+    return min(ROW_BLOCK_MAX, max(32, 1 << max(inner - 1, 0).bit_length()))
+
+
 def _view_extent(view: View) -> int:
     return view.offset + sum(max(d.size - 1, 0) * abs(d.stride) for d in view.dims) + 1
 
@@ -455,8 +460,14 @@ class _ModuleGen:
         return CudaModule(name, self.out.text() + "\n", tuple(self.steps), tuple(self.scratch))
 
     def kernels(self) -> None:
+        from syntonic.lower.cuda import rowloop
+
         for idx, k in enumerate(self.prog.kernels):
             check_kernel(k)
+            rows = rowloop.row_programs(k) if k.loop is not None else None
+            if rows is not None:  # row-local: one kernel, a thread block per row
+                rowloop.emit(self, idx, k, rows)
+                continue
             if k.loop is not None:  # host-driven; its sub-programs' kernels go here too
                 subs = []
                 for tag, sub in (("c", k.loop.cond), ("b", k.loop.body)):
@@ -471,8 +482,9 @@ class _ModuleGen:
                 continue
             _KernelGen(self, idx, k).emit()
 
-    def new_scratch(self, dtype: DType, size: int, what: str) -> int:
-        self.scratch.append(Scratch(len(self.scratch), dtype, size, what))
+    def new_scratch(self, dtype: DType, size: int, what: str,
+                    data: np.ndarray | None = None) -> int:
+        self.scratch.append(Scratch(len(self.scratch), dtype, size, what, data))
         return len(self.scratch) - 1
 
 
@@ -512,15 +524,19 @@ class _KernelGen:
                 out.append(False)
         return out
 
-    def header(self, symbol: str, extra: list[str], bounds: int = 0) -> str:
-        """Writes the kernel's comment lines and returns its signature (open a block on it)."""
+    def describe(self, what: str = "") -> None:
+        """Writes the kernel's comment lines (`what` before its name)."""
         ops = ", ".join(str(op) for op in self.k.ops) or "(no source ops)"
-        self.w("")
-        self.w(f"// {_comment(self.k.name)} [{self.k.kind}] space={list(self.k.space)} "
+        self.w(f"// {what}{_comment(self.k.name)} [{self.k.kind}] space={list(self.k.space)} "
                f"reduce={list(self.k.reduce_axes)}")
         self.w(f"// source: {_comment(ops)}")
+
+    def header(self, symbol: str, extra: list[str], bounds: int = 0) -> str:
+        """Writes the kernel's comment lines and returns its signature (open a block on it)."""
+        self.w("")
+        self.describe()
         lb = f"__launch_bounds__({bounds}) " if bounds else ""
-        params = [self._buffer_param(b) for b in self.buffers()] + extra
+        params = [self.buffer_param(b) for b in self.buffers()] + extra
         return f'extern "C" __global__ void {lb}{symbol}({", ".join(params)})'
 
     def buffers(self) -> list[int]:
@@ -529,7 +545,7 @@ class _KernelGen:
     def buffer_args(self) -> list[Arg]:
         return [BufferArg(b) for b in self.buffers()]
 
-    def _buffer_param(self, bid: int) -> str:
+    def buffer_param(self, bid: int) -> str:
         ct = STORAGE_C[self.m.prog.buffers[bid].type.dtype]
         const = "" if bid in self.k.writes else "const "
         return f"{const}{ct}* __restrict__ b{bid}"
@@ -691,17 +707,21 @@ class _KernelGen:
     tiled = False
 
     def emit_elementwise(self) -> None:
-        k = self.k
-        n = math.prod(k.space)
+        n = math.prod(self.k.space)
+        ix = self.ix
         with self.w.block(self.header(self.symbol, [])):
-            ix = self.ix
-            start = f"({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x"
-            stride = f"({ix})gridDim.x * ({ix})blockDim.x"
-            with self.w.block(f"for ({ix} t = {start}; t < {n}; t += {stride})"):
-                top = _Scope(None)
-                self.decompose("t", list(range(len(k.space))), top)
-                self.phases_at_point(top)
+            self.elementwise_loop(f"({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x",
+                                  f"({ix})gridDim.x * ({ix})blockDim.x")
         self.launch(self.symbol, self.buffer_args(), ELEM_BLOCK, n, ELEM_BLOCK, "elementwise")
+
+    def elementwise_loop(self, start: str, stride: str) -> None:
+        """Every point of the space, from `start` in steps of `stride` (grid or block)."""
+        ix = self.ix
+        n = math.prod(self.k.space)
+        with self.w.block(f"for ({ix} t = {start}; t < {n}; t += {stride})"):
+            top = _Scope(None)
+            self.decompose("t", list(range(len(self.k.space))), top)
+            self.phases_at_point(top)
 
     def phases_at_point(self, top: _Scope) -> None:
         """Every phase at one point of a kernel without reduce axes (fresh values each)."""
@@ -713,21 +733,24 @@ class _KernelGen:
 
     # ------------------------------------------------------------ rows
     def emit_rows(self) -> None:
-        k = self.k
-        rows = math.prod(k.outer_shape)
-        inner = math.prod(k.inner_shape)
         with self.w.block(self.header(self.symbol, [])):
-            self.declare_shared(list(k.reductions))
-            with self.w.block(f"for ({self.ix} row = blockIdx.x; row < {rows}; "
-                              f"row += gridDim.x)"):
-                row_scope = _Scope(None)
-                self.decompose("row", list(k.outer_axes), row_scope)
-                for a in k.reduce_axes:
-                    row_scope.coords[a] = "0"
-                for phase in k.phases:
-                    self.phase_rows(phase, row_scope, inner)
-        block = min(ROW_BLOCK_MAX, max(32, 1 << max(inner - 1, 0).bit_length()))
-        self.launch(self.symbol, self.buffer_args(), block, rows, 1, "rows")
+            self.rows_loop("blockIdx.x", "gridDim.x")
+        inner = math.prod(self.k.inner_shape)
+        self.launch(self.symbol, self.buffer_args(), row_block(inner),
+                    math.prod(self.k.outer_shape), 1, "rows")
+
+    def rows_loop(self, start: str, stride: str) -> None:
+        """The rows from `start` in steps of `stride`, each reduced by the whole block."""
+        k = self.k
+        self.declare_shared(list(k.reductions))
+        with self.w.block(f"for ({self.ix} row = {start}; row < {math.prod(k.outer_shape)}; "
+                          f"row += {stride})"):
+            row_scope = _Scope(None)
+            self.decompose("row", list(k.outer_axes), row_scope)
+            for a in k.reduce_axes:
+                row_scope.coords[a] = "0"
+            for phase in k.phases:
+                self.phase_rows(phase, row_scope, math.prod(k.inner_shape))
 
     def phase_rows(self, phase: Any, row_scope: _Scope, inner: int) -> None:
         roots = [r.value for r in phase.reductions] + [s.value for s in phase.stores]

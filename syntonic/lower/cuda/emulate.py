@@ -187,6 +187,9 @@ class _Host:
                 flat[b.id][...] = np.asarray(b.data, b.type.dtype.np).reshape(-1)
         scratch = {s.id: self.buffer(f"scratch{s.id}", s.size, s.dtype.np, 0xFF)
                    for s in module.scratch}
+        for s in module.scratch:
+            if s.data is not None:  # constants of a fused loop's sub-programs
+                scratch[s.id][...] = s.data
         grids: dict[int, int] = {}
         for i, step in enumerate(module.steps):
             if isinstance(step, LoopStep):

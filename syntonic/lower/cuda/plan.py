@@ -6,7 +6,8 @@ program order. The host (the device runtime, or :mod:`syntonic.lower.cuda.emulat
 1. allocates one device buffer per program buffer: parameters are the caller's arrays,
    ``Role.CONST`` buffers are uploaded once from ``Buffer.data``, temporaries and outputs
    are allocated (contents undefined: every kernel writes what it stores before anything
-   reads it), plus one buffer per :class:`Scratch` (``size`` elements of ``dtype``);
+   reads it), plus one buffer per :class:`Scratch` (``size`` elements of ``dtype``,
+   uploaded once from ``Scratch.data`` when it has data);
 2. runs the steps in order: a :class:`Launch` calls ``cuLaunchKernel`` on ``symbol``
    with ``grid = launch.grid(sm_count)`` blocks (skip the launch when it is 0) of
    ``launch.block`` threads, ``launch.shared_bytes`` of dynamic shared memory and the
@@ -33,7 +34,9 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from syntonic.ir.types import DType
 
@@ -46,12 +49,17 @@ THREADS_PER_SM = 2048
 
 @dataclass(frozen=True, slots=True)
 class Scratch:
-    """A device temporary shared by the steps (not a program buffer): `size` x `dtype`."""
+    """A device temporary shared by the steps (not a program buffer): `size` x `dtype`.
+
+    With `data` (`size` elements) the host uploads it once and no step writes it: the
+    constants of a fused row-local loop's sub-programs, which are no program buffers.
+    """
 
     id: int
     dtype: DType
     size: int
     what: str = ""
+    data: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -89,8 +97,11 @@ class Launch:
     ``stage`` says what the launch does: ``elementwise`` (grid-stride over points),
     ``rows`` (grid-stride over rows, one block per row), ``matmul`` (grid-stride over
     output tiles), ``partial`` (a full reduction's first pass: grid-stride over the points,
-    one partial per block and accumulator) or ``combine`` (one block that folds the
-    partials of the launch before it in a fixed order and finishes the phase).
+    one partial per block and accumulator), ``combine`` (one block that folds the
+    partials of the launch before it in a fixed order and finishes the phase) or
+    ``rowloop`` (a whole row-local ``while`` loop: grid-stride over rows, each block
+    iterating its row until the row's own predicate is false; see
+    :mod:`~syntonic.lower.cuda.rowloop`).
     ``work`` is the number of independent units (points, rows, tiles); ``per_block`` how
     many units one block covers in one pass. ``block`` may be lowered by a host (e.g. the
     emulator) to any multiple of 32 unless ``fixed_block`` is set.

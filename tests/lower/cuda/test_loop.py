@@ -1,7 +1,9 @@
 """``while`` loops on CUDA: host-driven, state on the device, run on the host emulation.
 
 The generated module has one LoopStep per loop whose cond and body kernels live in the
-same source; the emulation drives it the way the device runtime does.
+same source; the emulation drives it the way the device runtime does. Row-local loops
+(evolve) are one fused kernel instead (test_rowloop.py); here the fusion is switched off
+so that their host-driven form stays tested too.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 import syntonic as sn
-from syntonic.lower.cuda import emulate, generate
+from syntonic.lower.cuda import emulate, generate, rowloop
 from syntonic.lower.cuda.plan import LoopStep
 from syntonic.lower.schedule import lower_to_kernels
 
@@ -51,6 +53,12 @@ CASES = [
     (nested, (RNG.standard_normal(5),), 1e-12),
     (evolve, (RNG.standard_normal((20, 248)),), 1e-12),
 ]
+
+
+@pytest.fixture(autouse=True)
+def host_driven(monkeypatch):
+    """Every loop host-driven (no row-local loop fused into one kernel)."""
+    monkeypatch.setattr(rowloop, "row_programs", lambda k: None)
 
 
 @pytest.mark.parametrize("fn,args,rtol", CASES, ids=[c[0].__name__ for c in CASES])
