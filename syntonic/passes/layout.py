@@ -56,9 +56,11 @@ def slice_of_slice(r: Rewriter, op: Op) -> Value | None:
         return None
     a, b = inner.attr, op.attr
     start, stop, step = [], [], []
-    for b1, s1, b2, s2, n in zip(a["start"], a["step"], b["start"], b["step"],
-                                 op.results[0].shape):
+    for b1, s1, b2, s2, n, d in zip(a["start"], a["step"], b["start"], b["step"],
+                                    op.results[0].shape, inner.operands[0].shape):
         first = b1 + s1 * b2
+        if not n:  # an empty axis: b2 may sit at the inner result's end, past x's
+            first = min(first, d)
         st = s1 * s2
         start.append(first)
         step.append(st)

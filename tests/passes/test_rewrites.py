@@ -219,6 +219,13 @@ CASES = [
         %1 = slice %x {start=[3], stop=[12], step=[4]} : f32[3]
         return %0, %1""", "%x: f32[12]", "f32[3,4], f32[3]"),
      [np.arange(12, dtype=np.float32)]),
+    ("layout", "empty_slice_of_slice_stays_in_bounds", ir("""
+        %0 = slice %x {start=[0], stop=[3], step=[2]} : f32[2]
+        %1 = slice %0 {start=[2], stop=[2], step=[1]} : f32[0]
+        return %1""", "%x: f32[3]", "f32[0]"), ir("""
+        %0 = slice %x {start=[3], stop=[3], step=[2]} : f32[0]
+        return %0""", "%x: f32[3]", "f32[0]"),
+     [np.arange(3, dtype=np.float32)]),
     ("layout", "broadcast_of_leading_reshape", ir("""
         %0 = reshape %x {shape=[1,4]} : f32[1,4]
         %1 = broadcast %0 {shape=[3,4]} : f32[3,4]
