@@ -125,6 +125,7 @@ class _RowLoopGen:
         self.args: list[Arg] = []
         self.shared: list[str] = []  # __shared__ declarations at the kernel start
         self.place: dict[tuple[str, int], str] = {}  # (tag, sub-program buffer) -> pointer
+        self.read_only: set[tuple[str, int]] = set()  # placed in memory no step writes
         self.consts: dict[tuple[DType, bytes], str] = {}
         self.fresh = self._fresh()
 
@@ -147,18 +148,25 @@ class _RowLoopGen:
         return STORAGE_C[body.buffers[body.params[i]].type.dtype]
 
     def enclosing_params(self) -> None:
+        """The loop's input and output buffers as kernel parameters. Only memory that
+        nothing writes while the kernel runs (loop invariants) is ``const __restrict__``:
+        see :meth:`declare`."""
         prog, loop = self.m.prog, self.loop
+        state = set(loop.inputs[:loop.carried]) | set(loop.outputs)
         for bid in sorted(set(loop.inputs) | set(loop.outputs)):
-            const = "" if bid in loop.outputs else "const "
             ct = STORAGE_C[prog.buffers[bid].type.dtype]
-            self.params.append(f"{const}{ct}* __restrict__ sn_g{bid}")
+            kind = f"{ct}*" if bid in loop.outputs else f"const {ct}*"
+            restrict = "" if bid in state else " __restrict__"
+            self.params.append(f"{kind}{restrict} sn_g{bid}")
             self.args.append(BufferArg(bid))
 
     def scratch(self, dtype: DType, size: int, what: str,
                 data: np.ndarray | None = None) -> str:
         """A new kernel parameter for a new scratch buffer; its C name."""
         sid = self.m.new_scratch(dtype, size, f"{self.k.name} {what}", data)
-        self.params.append(f"{STORAGE_C[dtype]}* __restrict__ sn_x{sid}")
+        kind = f"{STORAGE_C[dtype]}*" if data is None else \
+            f"const {STORAGE_C[dtype]}* __restrict__"
+        self.params.append(f"{kind} sn_x{sid}")
         self.args.append(ScratchArg(sid))
         return f"sn_x{sid}"
 
@@ -182,10 +190,13 @@ class _RowLoopGen:
                     self.place[key] = f"sn_c{i}"
                 elif rb.row_params[i]:
                     self.place[key] = f"(sn_g{loop.inputs[i]} + sn_row * {b.type.size})"
+                    self.read_only.add(key)
                 else:
                     self.place[key] = f"sn_g{loop.inputs[i]}"
+                    self.read_only.add(key)
             elif b.role is Role.CONST:
                 self.place[key] = self.constant(prog, b.id)
+                self.read_only.add(key)
             elif tag == "b" and b.id in self.fresh:
                 self.place[key] = f"sn_n{self.fresh[b.id]}"
             elif b.nbytes <= SHARED_TEMP_BYTES:
@@ -257,12 +268,28 @@ class _RowLoopGen:
             with self.w.block(""):
                 kg.describe("cond " if tag == "c" else "body ")
                 for bid in kg.buffers():
-                    self.w(f"{kg.buffer_param(bid)} = {self.place[(tag, bid)]};")
+                    self.w(self.declare(tag, kg, bid))
                 if kk.reductions:
                     kg.rows_loop("0", "1")
                 else:
                     kg.elementwise_loop("threadIdx.x", "blockDim.x")
             self.w("__syncthreads();")
+
+    def declare(self, tag: str, kg: _KernelGen, bid: int) -> str:
+        """The C declaration of sub-kernel buffer ``b<bid>`` at its place.
+
+        Only loop invariants and constants are ``const __restrict__``. Memory this fused
+        kernel writes (carried values, temporaries) never is, nor are the pointers
+        written through: with them the compiler reads carried values through the
+        read-only data cache (``ld.global.nc``), which is not coherent with writes made
+        earlier in the same kernel, i.e. by the previous iteration.
+        """
+        place = self.place[(tag, bid)]
+        if (tag, bid) in self.read_only:
+            return f"{kg.buffer_param(bid)} = {place};"
+        ct = STORAGE_C[self.progs[tag].buffers[bid].type.dtype]
+        const = "" if bid in kg.k.writes else "const "
+        return f"{const}{ct}* b{bid} = {place};"
 
     def copy_results(self) -> None:
         """Body results that are not a buffer of their own, copied into the next set."""

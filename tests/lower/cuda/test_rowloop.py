@@ -8,6 +8,8 @@ keep the host-driven LoopStep.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -233,6 +235,46 @@ def test_the_evolve_loop_is_one_launch_and_other_loops_stay_host_driven(built):
     assert not any(isinstance(s, Launch) and s.stage == "rowloop" for s in module.launches)
     (got,) = emulate.run(program, module, [x])[:1]
     np.testing.assert_allclose(got, sn.jit(_counting, device="interpreter")(x)[0], rtol=1e-12)
+
+
+def _kernel_source(module: CudaModule, symbol: str) -> str:
+    start = module.source.index(f'extern "C" __global__ void {symbol}(')
+    return module.source[start:module.source.index("\n}\n", start)]
+
+
+def _modules(program: Program, module: CudaModule):
+    """(program, module) of `module` and of every loop sub-module in it."""
+    yield program, module
+    for step in module.steps:
+        if isinstance(step, LoopStep):
+            loop = program.kernels[step.kernel].loop
+            yield from _modules(loop.cond, step.cond)
+            yield from _modules(loop.body, step.body)
+
+
+def test_nothing_the_loop_writes_is_read_through_the_read_only_cache(built):
+    """``const __restrict__`` lets the compiler load through the read-only data cache
+    (``ld.global.nc``), which does not see writes made earlier in the same kernel (the
+    previous iteration's): in the fused loop only constants and loop invariants may be
+    declared so."""
+    progs, _ = built
+    seen = 0
+    for key, (root, root_module, _) in progs.items():
+        for program, module in _modules(root, root_module):
+            for step in module.steps:
+                if not isinstance(step, Launch) or step.stage != "rowloop":
+                    continue
+                loop = program.kernels[step.kernel].loop
+                state = set(loop.inputs[:loop.carried]) | set(loop.outputs)
+                consts = {f"sn_x{s.id}" for s in module.scratch if s.data is not None}
+                text = _kernel_source(root_module, step.symbol)
+                for m in re.finditer(r"([\w ]+)\* __restrict__ (\w+)(?: = ([^;]+))?", text):
+                    seen += 1
+                    target = (m.group(3) or m.group(2)).strip("(")
+                    g = re.match(r"sn_g(\d+)", target)
+                    ok = target in consts or (g is not None and int(g.group(1)) not in state)
+                    assert "const" in m.group(1).split() and ok, (key, m.group(0))
+    assert seen
 
 
 def test_explain_says_how_cuda_runs_a_loop():
