@@ -353,6 +353,7 @@ struct sn_imin_op { template <class T> __device__ __forceinline__ T operator()(T
 template <class T, class Op> __device__ T sn_block_reduce(T v, Op op, T* sm) {
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, o));
+  if (nw == 1) return __shfl_sync(0xffffffffu, v, 0);  // one warp: no shared memory
   if (lane == 0) sm[warp] = v;
   __syncthreads();
   if (warp == 0) {

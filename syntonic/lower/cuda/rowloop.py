@@ -7,7 +7,9 @@ predicate is false. :func:`emit` writes one kernel for such a loop:
 
 * a grid-stride loop over the rows, one thread block per row; the block runs
   ``while (cond(row)) row = body(row)`` on its own: no host round trip per iteration and
-  no work for rows that are done;
+  no work for rows that are done. Blocks are narrow (down to one warp) when there are
+  many rows (:data:`THREADS_IN_FLIGHT`): the loop is latency-bound, so rows in flight
+  matter more than threads per row;
 * the cond and body regions are rebuilt for ONE row (:func:`row_programs`:
   ``with_rows(region, row_params, rows, 1)``, fused and lowered like any program) and
   each of their kernels becomes code the whole block runs, through the code generator's
@@ -49,9 +51,14 @@ from syntonic.lower.cuda.codegen import STORAGE_C, _KernelGen, _ModuleGen, row_b
 from syntonic.lower.cuda.plan import Arg, BufferArg, Launch, ScratchArg
 from syntonic.lower.kernel import Kernel, Loop, Program, Role, check_kernel
 
-# A one-row temporary of at most this many bytes lives in shared memory (else a per-row
-# slice of a global scratch buffer).
+# A one-row temporary of at most this many bytes lives in shared memory while the loop's
+# shared temporaries stay within SHARED_TEMPS_TOTAL (else a per-row slice of scratch).
 SHARED_TEMP_BYTES = 512
+SHARED_TEMPS_TOTAL = 8 * 1024
+# Threads in flight the launch aims for: the loop is latency-bound (barriers, reductions
+# per iteration), so with many rows a row gets fewer threads (down to one warp) and more
+# rows run at once; with few rows each row gets up to codegen's row block.
+THREADS_IN_FLIGHT = 1 << 17
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -124,6 +131,7 @@ class _RowLoopGen:
         self.params: list[str] = []
         self.args: list[Arg] = []
         self.shared: list[str] = []  # __shared__ declarations at the kernel start
+        self.shared_bytes = 0
         self.place: dict[tuple[str, int], str] = {}  # (tag, sub-program buffer) -> pointer
         self.read_only: set[tuple[str, int]] = set()  # placed in memory no step writes
         self.consts: dict[tuple[DType, bytes], str] = {}
@@ -199,7 +207,9 @@ class _RowLoopGen:
                 self.read_only.add(key)
             elif tag == "b" and b.id in self.fresh:
                 self.place[key] = f"sn_n{self.fresh[b.id]}"
-            elif b.nbytes <= SHARED_TEMP_BYTES:
+            elif b.nbytes <= SHARED_TEMP_BYTES and \
+                    self.shared_bytes + b.nbytes <= SHARED_TEMPS_TOTAL:
+                self.shared_bytes += b.nbytes
                 name = f"sn_s{tag}{b.id}"
                 self.shared.append(f"__shared__ {STORAGE_C[b.type.dtype]} "
                                    f"{name}[{max(b.type.size, 1)}];")
@@ -210,12 +220,16 @@ class _RowLoopGen:
                 self.place[key] = f"({x} + sn_row * {b.type.size})"
 
     def block_threads(self) -> int:
-        """Threads per block: enough for the widest row of any sub-kernel or copy."""
+        """Threads per block: codegen's row block for the widest row of any sub-kernel or
+        copy, fewer (a power of two, at least one warp) when that many threads per row
+        would put more than :data:`THREADS_IN_FLIGHT` threads on the rows."""
         work = [self.row_elems(i) for i in range(self.loop.carried)]
         for prog in self.progs.values():
             for kk in prog:
                 work.append(math.prod(kk.inner_shape if kk.reductions else kk.space))
-        return row_block(max(work, default=1))
+        widest = row_block(max(work, default=1))
+        share = THREADS_IN_FLIGHT // max(self.rb.rows, 1)
+        return max(32, min(widest, 1 << max(share, 1).bit_length() - 1))
 
     # ------------------------------------------------------------ emission
     def emit(self) -> None:
@@ -313,4 +327,5 @@ class _RowLoopGen:
             self.w(f"sn_n{i} = sn_c{i} == sn_o{i} ? sn_a{i} : sn_o{i};")
 
 
-__all__ = ["SHARED_TEMP_BYTES", "RowPrograms", "emit", "fusable", "row_programs"]
+__all__ = ["SHARED_TEMPS_TOTAL", "SHARED_TEMP_BYTES", "THREADS_IN_FLIGHT", "RowPrograms", "emit",
+           "fusable", "row_programs"]

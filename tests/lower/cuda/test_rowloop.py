@@ -277,6 +277,14 @@ def test_nothing_the_loop_writes_is_read_through_the_read_only_cache(built):
     assert seen
 
 
+@pytest.mark.parametrize("rows,threads", [(20, 256), (1024, 128), (4096, 32)])
+def test_many_rows_get_fewer_threads_each(rows, threads):
+    """The loop is latency-bound: with many rows, more rows in flight beat wide blocks."""
+    program, module = _compile(_evolve(13), np.zeros((rows, 248), np.float32))
+    (step,) = _loop_steps(program, module)
+    assert (step.stage, step.block, step.work) == ("rowloop", threads, rows)
+
+
 def test_explain_says_how_cuda_runs_a_loop():
     x = np.zeros((16, 24), np.float32)
     text = sn.jit(_evolve(13)).explain(x).text(times=False)
