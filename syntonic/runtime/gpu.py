@@ -10,9 +10,11 @@
   ctypes array of the 8-byte argument values and the ``void*[]`` pointing at them);
 * **per call**: only the pointers of the parameters and outputs are written into those
   arrays, then ``cuLaunchKernel`` per launch; outputs come from the memory pool, so a
-  warm loop makes no ``cuMemAlloc``. A ``LoopStep`` (``while_loop``) is driven from the
-  host with its state on the device (its cond and body sub-modules have runners of their
-  own; one byte is read back per trip). An :class:`OpaqueStep` copies the buffers its
+  warm loop makes no ``cuMemAlloc``. A row-local ``while_loop`` is one plain launch
+  (:mod:`syntonic.lower.cuda.rowloop`; its constants are scratch buffers with data,
+  uploaded once). A ``LoopStep`` (any other ``while_loop``) is driven from the host with
+  its state on the device (its cond and body sub-modules have runners of their own; one
+  byte is read back per trip). An :class:`OpaqueStep` copies the buffers its
   kernel touches to the host, runs :func:`syntonic.lower.kernel_interp.run_kernel` and
   copies what it writes back (correct, slow: only ops without a kernel lowering take
   this path).
