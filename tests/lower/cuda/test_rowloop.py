@@ -73,6 +73,20 @@ def _mixer(x, w, tag):
                          (x, sn.ones((rows,), "bool"), sn.zeros((rows,), "i64"), x * 2.0))
 
 
+def _cube(x):
+    """Rows of [4, 8]: a one-row body of four kernels, reductions over the middle axis,
+    the last axis and both (several rows of a one-row kernel, one after another)."""
+    def body(s):
+        v, active, n = s
+        nxt = v * 0.7 + sn.sum(v, axis=2)[:, :, None] * 0.01 - sn.max(v, axis=1)[:, None, :] * 0.02
+        keep = active & (sn.sum(nxt * nxt, axis=(1, 2)) > 1.0)
+        return sn.where(active[:, None, None], nxt, v), keep, n + active.astype("i32")
+
+    rows = x.shape[0]
+    return sn.while_loop(lambda s: sn.any(s[1]), body,
+                         (x, sn.ones((rows,), "bool"), sn.zeros((rows,), "i32")))
+
+
 def _nested(x):
     """A row-local loop (evolve) inside a loop that is not row-local."""
     def outer_body(s):
@@ -104,6 +118,8 @@ OTHER = {  # name: (function, arguments, rtol)
     "halving_f16": (_halving, tuple(a.astype(np.float16) for a in _HALVING_ARGS), 2e-2),
     "mixer": (_mixer, (RNG.standard_normal((ROWS, 150)), RNG.standard_normal((150, 150)) / 6,
                        RNG.uniform(0.05, 0.6, (ROWS, 1))), 1e-12),
+    "cube": (_cube, (RNG.standard_normal((7, 4, 8)) * np.geomspace(0.3, 50, 7)[:, None, None],),
+             1e-12),
     "nested": (_nested, (RNG.standard_normal((6, 30)),), 1e-12),
 }
 
@@ -177,7 +193,7 @@ def _check_other(name: str, built) -> tuple[np.ndarray, ...]:
     return got
 
 
-@pytest.mark.parametrize("name", ["halving", "halving_f16", "mixer"])
+@pytest.mark.parametrize("name", ["halving", "halving_f16", "mixer", "cube"])
 def test_row_local_loops_stop_each_row_on_its_own(name, built):
     got = _check_other(name, built)
     assert len(set(np.asarray(got[2]).tolist())) > 1  # rows stopped at different counts
