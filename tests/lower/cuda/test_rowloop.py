@@ -293,6 +293,18 @@ def test_nothing_the_loop_writes_is_read_through_the_read_only_cache(built):
     assert seen
 
 
+def test_a_kernel_a_block_cannot_run_keeps_the_loop_host_driven(monkeypatch):
+    """A one-row kernel without an in-block form (an opaque op): LoopStep, and explain
+    says so."""
+    monkeypatch.setattr(rowloop, "_in_block", lambda k: False)
+    x = np.zeros((8, 24))
+    program, module = _compile(_evolve(13), x)
+    (step,) = _loop_steps(program, module)
+    assert isinstance(step, LoopStep)
+    text = sn.jit(_evolve(13)).explain(x).text(times=False)
+    assert "row-local: " in text and "CUDA: host-driven" in text
+
+
 @pytest.mark.parametrize("rows,threads", [(20, 256), (1024, 128), (4096, 32)])
 def test_many_rows_get_fewer_threads_each(rows, threads):
     """The loop is latency-bound: with many rows, more rows in flight beat wide blocks."""
