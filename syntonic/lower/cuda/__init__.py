@@ -3,7 +3,8 @@
 :func:`generate` needs no GPU and no CUDA package; :mod:`nvrtc` imports ``cuda.bindings``
 lazily; :mod:`emulate` runs the generated source on the host (the C++ compiler and the
 ``emu.h`` header) so it is tested without a GPU. :mod:`plan` describes what a host does
-to run a :class:`CudaModule`.
+to run a :class:`CudaModule`; :mod:`rowloop` fuses a row-local ``while`` loop into one
+kernel.
 """
 
 from __future__ import annotations

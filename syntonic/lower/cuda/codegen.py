@@ -19,6 +19,8 @@
   operands staged through shared memory, the epilogue phase fused after the K loop.
   A contraction inside a reduction kernel is computed per point by a K loop instead.
 * **opaque** kernels are host steps (:class:`~syntonic.lower.cuda.plan.OpaqueStep`).
+* **loops**: row-local ones are one kernel (:mod:`~syntonic.lower.cuda.rowloop`, which
+  reuses the loops above inside one block), the others host-driven ``LoopStep`` steps.
 
 Values: bool is ``bool`` (stored as one byte), i32 ``int``, i64 ``long long``, f32
 ``float``, f64 ``double``; f16 is stored as IEEE binary16 bits (``sn_half``, the layout of
