@@ -3,8 +3,9 @@
 Run it with ``python examples/dhsr_evolve.py``. ``sn.evolve`` is one compiled ``while``
 loop (per row: differentiate with alpha from the syntony deficit, Möbius mask, harmonize,
 accept only if syntony improved, stop at the threshold or at max_recursion). To print
-syntony per step, the example also compiles the loop *body* as a function and steps it
-from Python; the one-call loop must land on exactly the same state.
+syntony per step, the example also compiles the loop *body* (``evolve_body``, what
+``sn.evolve`` runs per iteration) as a function and steps it from Python; the one-call
+loop must land on exactly the same state.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import numpy as np
 
 import syntonic as sn
+from syntonic.frontend.evolve import evolve_body, evolve_init
 
 MAX_RECURSION = 13
 THRESHOLD = 0.99
@@ -26,29 +28,29 @@ def evolve(state):
 
 
 @sn.jit
-def step(state, s, depth, active):
+def init(state):
+    """The loop's initial carry: (state, syntony, depth, active, energy) per row."""
+    return evolve_init(state, MAX_RECURSION, THRESHOLD)
+
+
+@sn.jit
+def step(carry):
     """One iteration of the loop (the body of sn.evolve), for printing each step."""
-    y = sn.dhsr_cycle(state)
-    s_new = sn.syntony(y)
-    accept = active & (s_new > s)
-    state = sn.where(accept[:, None], y, state)
-    s = sn.where(accept, s_new, s)
-    depth = depth + accept.astype("i32")
-    active = accept & (s < THRESHOLD) & (depth < MAX_RECURSION)
-    return state, s, depth, active
+    return evolve_body(carry, MAX_RECURSION, THRESHOLD)
 
 
 def stepwise(state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    s = sn.syntony(state)
-    depth = np.zeros(s.shape, np.int32)
-    active = (s < THRESHOLD) & (MAX_RECURSION > 0)
+    carry = init(state)
     k = 0
-    print(f"  step {k:2d}: mean syntony {float(np.mean(s)):.6f}, {int(active.sum())} rows active")
-    while active.any():
-        state, s, depth, active = step(state, s, depth, active)
-        k += 1
+    while True:
+        s, active = carry[1], carry[3]
         print(f"  step {k:2d}: mean syntony {float(np.mean(s)):.6f}, "
               f"{int(active.sum())} rows active")
+        if not active.any():
+            break
+        carry = step(carry)
+        k += 1
+    state, s, depth = carry[0], carry[1][..., 0].astype(state.dtype), carry[2][..., 0]
     return state, s, depth
 
 

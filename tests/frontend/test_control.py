@@ -137,3 +137,15 @@ def test_evolve_f32_batch():
     agree = depth == ref_depth  # f32 rounding may flip a borderline accept/stop decision
     assert agree.mean() > 0.95
     np.testing.assert_allclose(s[agree], ref_s[agree], rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1e37])
+def test_evolve_f32_rows_of_extreme_magnitude(scale):
+    # f32 rows sum their squares in f32 after scaling to unit rms: no overflow/underflow
+    x = (RNG.standard_normal((8, 248)) * scale).astype(np.float32)
+    state, s, depth = sn.jit(lambda x: sn.evolve(x, max_recursion=13, threshold=0.99))(x)
+    ref_state, ref_s, ref_depth = evolve_reference(x.astype(np.float64), 13, 0.99)
+    np.testing.assert_array_equal(depth, ref_depth)
+    np.testing.assert_allclose(s, ref_s, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(state, np.float64) / scale, ref_state / scale,
+                               rtol=1e-4, atol=1e-5)
