@@ -120,6 +120,12 @@ COLUMNS = 16
 # f32 sums and means over at most this many elements per row accumulate in f32 (see the
 # module docstring); longer ones, split ones and every other float sum in f64
 SHORT_F32_SUM = 256
+# Multi-phase row kernels recompute, in a later phase, the elementwise values it needs
+# (kernel IR's recompute policy). A value whose recomputation costs at least
+# CACHE_MIN_OPS ops is instead stored, in the phase that first computes it, into a stack
+# array of the row (rows of at most CACHE_MAX_BYTES per cached value) and loaded back.
+CACHE_MIN_OPS = 4
+CACHE_MAX_BYTES = 16 * 1024
 
 
 # Split full reductions: a single-phase reduction of every axis (no element stores) over
@@ -660,6 +666,52 @@ class _KernelEmitter:
         self.acc_types = {r.acc: _acc_type(r, short) for r in k.reductions}
         self.acc_deps = acc_dependencies(k)
         self.inner_varying = self._inner_varying()
+        self.cache_plan = self._cache_plan()
+
+    def _phase_roots(self, phase: Any) -> list[int]:
+        stores = list(phase.stores) + ([] if self.k.reduce_axes else list(phase.row_stores))
+        return [r.value for r in phase.reductions] + [s.value for s in stores]
+
+    def _recompute_cost(self, v: int, apply_: set[int], cached: dict[int, int]) -> int:
+        """Elementwise ops to recompute node v, cached nodes counting as free."""
+        seen: set[int] = set()
+        stack = [v]
+        while stack:
+            i = stack.pop()
+            if i in seen or i not in apply_ or (i in cached and i != v):
+                continue
+            seen.add(i)
+            stack.extend(self.k.nodes[i].args)
+        return len(seen)
+
+    def _cache_plan(self) -> dict[int, int]:
+        """Node -> phase that stores it in the row cache (see CACHE_MIN_OPS): elementwise
+        values a later phase needs directly and would otherwise recompute."""
+        k, lp = self.k, self.loops
+        if (self.mode != "normal" or not k.reduce_axes or lp.columns or lp.blocks > 1
+                or len(k.phases) < 2 or k.contraction is not None):
+            return {}
+        count = math.prod(k.inner_shape)
+        varying = [i for i, v in enumerate(self.inner_varying) if v]
+        apply_ = {i for i in varying if isinstance(k.nodes[i], Apply)}
+        first: dict[int, int] = {}  # Apply node -> first phase that computes it
+        plan: dict[int, int] = {}
+        for q, phase in enumerate(k.phases):
+            roots = self._phase_roots(phase)
+            need = [i for i in k.needed(roots) if i in apply_]
+            earlier = {i for i in need if i in first}
+            users = {a for i in need if i not in earlier for a in k.nodes[i].args}
+            for v in sorted(earlier):  # topological: a cached value makes its users cheap
+                if v not in roots and v not in users:
+                    continue
+                cost = self._recompute_cost(v, apply_, plan)
+                size = count * max(k.nodes[v].dtype.itemsize, 1)
+                if (cost >= CACHE_MIN_OPS and size <= CACHE_MAX_BYTES
+                        and not k.nodes[v].dtype.is_bool):
+                    plan.setdefault(v, first[v])
+            for i in need:
+                first.setdefault(i, q)
+        return plan
 
     def _inner_varying(self) -> list[bool]:
         inner = set(self.loops.inner_axes)
@@ -708,6 +760,9 @@ class _KernelEmitter:
                 self.acc_arrays[r.acc] = b.alloca(ir.ArrayType(self.acc_types[r.acc],
                                                                self.loops.columns),
                                                   name=f"accs{r.acc}")
+        count = math.prod(k.inner_shape)
+        self.cache_arrays = {v: b.alloca(ir.ArrayType(VALUE_TYPES[k.nodes[v].dtype], count),
+                                         name=f"row{v}") for v in self.cache_plan}
         # work-item loop
         body = fn.append_basic_block("item")
         done = fn.append_basic_block("done")
@@ -838,7 +893,7 @@ class _KernelEmitter:
         for r in phase.reductions:
             b.store(_identity(r, self.acc_types[r.acc]), self.acc_slots[r.acc])
         if roots:
-            self._nest(0, coords, bounds, row_scope, phase.reductions, loop_stores)
+            self._nest(0, coords, bounds, row_scope, phase.reductions, loop_stores, p)
         if self.mode == "partial":
             for r in phase.reductions:
                 b.store(b.load(self.acc_slots[r.acc]),
@@ -856,15 +911,24 @@ class _KernelEmitter:
 
     def _nest(self, depth: int, coords: dict[int, ir.Value],
               bounds: dict[int, tuple[ir.Value, ir.Value]], row_scope: _Scope,
-              reductions: tuple[Reduction, ...], stores: list[Store]) -> None:
+              reductions: tuple[Reduction, ...], stores: list[Store], phase: int = 0
+              ) -> None:
         b, lp = self.b, self.loops
         if depth == len(lp.inner_axes):
             scope = _Scope()
+            cached = {v: b.gep(a, [I64(0), self._inner_flat(coords)])
+                      for v, a in self.cache_arrays.items()}
+            for v, at in cached.items():  # computed by an earlier phase: load it back
+                if self.cache_plan[v] < phase:
+                    scope.values[v] = b.load(at, name=f"row{v}.ld")
             for r in reductions:
                 v = self._value(r.value, coords, scope, row_scope)
                 self._accumulate(r, v)
             for st in stores:
                 self._store(st, self._value(st.value, coords, scope, row_scope), coords)
+            for v, at in cached.items():  # first computed here: keep it for later phases
+                if self.cache_plan[v] == phase:
+                    b.store(self._value(v, coords, scope, row_scope), at)
             return
         axis = lp.inner_axes[depth]
         lo, hi = bounds[axis]
@@ -877,11 +941,19 @@ class _KernelEmitter:
         i.add_incoming(lo, pre)
         inner = dict(coords)
         inner[axis] = i
-        self._nest(depth + 1, inner, bounds, row_scope, reductions, stores)
+        self._nest(depth + 1, inner, bounds, row_scope, reductions, stores, phase)
         nxt = b.add(i, I64(1), name=f"i{axis}.next")
         i.add_incoming(nxt, b.block)
         b.cbranch(b.icmp_signed("<", nxt, hi), body, after)
         b.position_at_end(after)
+
+    def _inner_flat(self, coords: dict[int, ir.Value]) -> ir.Value:
+        """Row-major index of the inner point `coords` within the row (for the row cache)."""
+        b, k = self.b, self.k
+        flat: ir.Value = I64(0)
+        for a in self.loops.inner_axes:
+            flat = b.add(b.mul(flat, I64(k.space[a])), coords[a])
+        return flat
 
     # ------------------------------------------------------------ values
     def _value(self, idx: int, coords: dict[int, ir.Value], scope: _Scope,
