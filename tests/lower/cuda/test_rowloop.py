@@ -19,6 +19,7 @@ from syntonic.lower.cuda import emulate, generate, rowloop
 from syntonic.lower.cuda.plan import CudaModule, Launch, LoopStep
 from syntonic.lower.kernel import Program
 from syntonic.lower.schedule import lower_to_kernels
+from tests.lower.cpu.test_loop import _halving  # the same row-local loop
 from tests.runtime.test_cuda_runtime import fake_gpu  # noqa: F401 (the emulated driver)
 
 pytestmark = pytest.mark.skipif(not emulate.available(),
@@ -41,21 +42,6 @@ def _evolve_input(shape: tuple[int, ...], dtype: type, seed: int) -> np.ndarray:
     x[1] = 0.0  # syntony 0: never improves
     x[3] = np.sqrt(R.golden_weights(shape[1]))  # syntony 1: depth 0
     return x.astype(dtype)
-
-
-def _halving(x, w, target):
-    """Per row: halve (towards a shared profile w) until the row's energy is small
-    (the row-local loop of tests/lower/cpu/test_loop.py)."""
-    def body(s):
-        v, active, n = s
-        nxt = v * 0.5 + w * 0.01 + target * 0.001
-        keep = active & (sn.sum(nxt * nxt, axis=1) > 1.0)
-        upd = active[:, None]
-        return sn.where(upd, nxt, v), keep, n + active.astype("i32")
-
-    rows = x.shape[0]
-    return sn.while_loop(lambda s: sn.any(s[1]), body,
-                         (x, sn.ones((rows,), "bool"), sn.zeros((rows,), "i32")))
 
 
 def _mixer(x, w, tag):
