@@ -251,7 +251,8 @@ def main() -> None:
         results[name] = row
         print(name, {p: f"{t * 1e6:.1f} us" for p, t in row.items()}, flush=True)
     # The engine workloads of bench/run_engine.py (syntonic only; the CPU backend checks
-    # the results): one DHSR cycle (launch-bound) and the evolve loop (row-local: one kernel, a thread block per row).
+    # the results): one DHSR cycle (launch-bound) and the evolve loop (row-local: one
+    # kernel, a thread block per row).
     engine = host["engine"] = rng.standard_normal((8 if opts.tiny else 4096, 248)).astype(
         np.float32)
     on_dev["engine"] = sn.to_device(engine)
