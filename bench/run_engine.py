@@ -164,21 +164,22 @@ def run(quick: bool) -> list[tuple[str, dict[str, float], str]]:
         agree = float(np.mean(depth == ref[2]))
         note = f"depths {np.bincount(depth).tolist()}; depth agrees with numpy on " \
                f"{agree:.0%} of rows"
-        repeat = 3 if shape[0] > 10000 else 10
-        times = {"syntonic": best(lambda x=x: sn_evolve(x), repeat),
+        repeat = 6 if shape[0] > 10000 else 10
+        number = 1 if shape[0] > 10000 else 5  # back-to-back calls per timed sample
+        times = {"syntonic": best(lambda x=x: sn_evolve(x), repeat, number),
                  "numpy": best(lambda x=x, c=c: np_evolve(x, c), max(2, repeat // 3))}
         if jax is not None:
             jev, _ = jax_fns(shape[1])
-            times["jax"] = best(jax_call(lambda a, f=jev: f(a)[0], x), repeat)
+            times["jax"] = best(jax_call(lambda a, f=jev: f(a)[0], x), repeat, number)
         rows.append((f"evolve f32{list(shape)}", times, note))
     for shape in [(4096, 248)]:
         x = rng.standard_normal(shape).astype(np.float32)
         c = _constants(shape[1])
-        times = {"syntonic": best(lambda x=x: sn_dhsr(x), 20),
+        times = {"syntonic": best(lambda x=x: sn_dhsr(x), 20, 5),
                  "numpy": best(lambda x=x, c=c: np_dhsr(x, c), 5)}
         if jax is not None:
             _, jd = jax_fns(shape[1])
-            times["jax"] = best(jax_call(jd, x), 20)
+            times["jax"] = best(jax_call(jd, x), 20, 5)
         rows.append((f"dhsr_cycle f32{list(shape)}", times, ""))
     return rows
 
