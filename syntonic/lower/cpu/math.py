@@ -51,7 +51,7 @@ from collections.abc import Callable
 from llvmlite import ir
 
 from syntonic.lower.cpu.math_f32 import F32_CORES
-from syntonic.lower.cpu.mathexpr import F16, F32, F64, I1, I64, LOG2E, Expr
+from syntonic.lower.cpu.mathexpr import F16, F32, F64, I64, LOG2E, Expr
 
 __all__ = ["ARITY", "F16", "F32", "F64", "FUNCTIONS", "MathLib"]
 
@@ -115,16 +115,7 @@ def _exp(e: Expr, x: ir.Value) -> ir.Value:
 
 def _log(e: Expr, x: ir.Value) -> ir.Value:
     b = e.b
-    tiny = e.lt(x, e.c(2.0**-1022))
-    xs = e.sel(tiny, b.fmul(x, e.c(2.0**54)), x)
-    bits = b.bitcast(xs, I64)
-    ex = b.sub(b.and_(b.lshr(bits, e.i(52)), e.i(0x7FF)), e.i(1023))
-    ex = b.add(ex, b.select(tiny, e.i(-54), e.i(0)))
-    mbits = b.or_(b.and_(bits, e.i(0x000FFFFFFFFFFFFF)), e.i(0x3FF0000000000000))
-    m = b.bitcast(mbits, F64)
-    big = e.gt(m, e.c(math.sqrt(2.0)))
-    m = e.sel(big, b.fmul(m, e.c(0.5)), m)
-    ex = b.add(ex, b.zext(big, I64))
+    ex, m = e.split_sqrt2(x)
     f = b.fsub(m, e.c(1.0))
     s = b.fdiv(f, b.fadd(f, e.c(2.0)))  # log(m) = 2 atanh(s)
     z = b.fmul(s, s)
@@ -132,11 +123,7 @@ def _log(e: Expr, x: ir.Value) -> ir.Value:
     s2 = b.fmul(s, e.c(2.0))
     logm = e.fma(b.fmul(s2, z), poly, s2)
     ef = b.sitofp(ex, F64)
-    y = e.fma(ef, e.c(LN2_HI), e.fma(ef, e.c(LN2_LO), logm))
-    y = e.sel(e.eq(x, e.c(math.inf)), x, y)
-    y = e.sel(e.eq(x, e.c(0.0)), e.c(-math.inf), y)
-    y = e.sel(e.lt(x, e.c(0.0)), e.c(math.nan), y)
-    return e.sel(e.isnan(x), x, y)
+    return e.log_specials(x, e.fma(ef, e.c(LN2_HI), e.fma(ef, e.c(LN2_LO), logm)))
 
 
 def _sincos_kernels(e: Expr, r: ir.Value) -> tuple[ir.Value, ir.Value]:
@@ -199,16 +186,8 @@ def _sincos(e: Expr, x: ir.Value, cos: bool, wide: bool) -> ir.Value:
         near = e.lt(e.fabs(xs), e.c(2.0**30))
         r = e.sel(near, r_cw, r)
         q = b.select(near, q_cw, q)
-    if cos:
-        q = b.add(q, e.i(1))
     sin_r, cos_r = _sincos_kernels(e, r)
-    use_cos = b.trunc(b.and_(q, e.i(1)), I1)
-    negate = b.trunc(b.lshr(b.and_(q, e.i(2)), e.i(1)), I1)
-    v = e.sel(use_cos, cos_r, sin_r)
-    v = e.sel(negate, b.fneg(v), v)
-    if not cos:
-        v = e.sel(e.eq(x, e.c(0.0)), x, v)  # keep the sign of zero
-    return e.sel(finite, v, e.c(math.nan))
+    return e.sincos_quadrant(x, finite, q, sin_r, cos_r, cos)
 
 
 def _expm1_nonpos(e: Expr, y: ir.Value) -> ir.Value:

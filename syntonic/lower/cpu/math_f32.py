@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
-from syntonic.lower.cpu.mathexpr import F32, F64, I1, I32, LOG2E, Expr
+from syntonic.lower.cpu.mathexpr import F32, F64, I32, LOG2E, Expr
 
 # Computed in f32 arithmetic (8 lanes per AVX2 register instead of 4), with fused
 # multiply-adds; polynomials are Cephes' single-precision minimax fits.
@@ -43,12 +43,6 @@ ERF_LARGE_F32 = (0.3059529960155487, 0.3822837769985199, -0.17239490151405334,
 # erfc(x) * exp(x**2) in v = 1/x - 0.625 on x in [1, 4]: 1.4e-8 relative
 
 
-def _pow2_f32(e: Expr, n: ir.Value) -> ir.Value:
-    """2**n for an i32 n in [-126, 127] (built from the exponent bits)."""
-    bits = e.b.shl(e.b.add(n, I32(127)), I32(23))
-    return e.b.bitcast(bits, F32)
-
-
 def _exp_f32(e: Expr, x: ir.Value) -> ir.Value:
     """e**x: x = n ln2 + r (Cody-Waite with FMA), e**r by a degree-7 polynomial, times
     2**n in two factors so that subnormal results are rounded once."""
@@ -64,33 +58,21 @@ def _exp_f32(e: Expr, x: ir.Value) -> ir.Value:
     p = b.fadd(p, e.c(1.0))
     ni = b.fptosi(n, I32)  # in [-150, 129]
     n1 = b.ashr(ni, I32(1))
-    y = b.fmul(b.fmul(p, _pow2_f32(e, n1)), _pow2_f32(e, b.sub(ni, n1)), name="exp")
+    y = b.fmul(b.fmul(p, e.pow2(n1)), e.pow2(b.sub(ni, n1)), name="exp")
     return e.sel(e.isnan(x), x, y)
 
 
 def _log_f32(e: Expr, x: ir.Value) -> ir.Value:
     """log x = k ln2 + log(1+f) with 1+f in [sqrt(1/2), sqrt(2)); subnormals scaled first."""
     b = e.b
-    tiny = e.lt(x, e.c(2.0**-126))
-    xs = e.sel(tiny, b.fmul(x, e.c(2.0**23)), x)
-    bits = b.bitcast(xs, I32)
-    k = b.sub(b.and_(b.lshr(bits, I32(23)), I32(0xFF)), I32(127))
-    k = b.add(k, b.select(tiny, I32(-23), I32(0)))
-    m = b.bitcast(b.or_(b.and_(bits, I32(0x007FFFFF)), I32(0x3F800000)), F32)  # [1, 2)
-    big = e.gt(m, e.c(math.sqrt(2.0)))
-    m = e.sel(big, b.fmul(m, e.c(0.5)), m)
-    k = b.add(k, b.zext(big, I32))
+    k, m = e.split_sqrt2(x)
     f = b.fsub(m, e.c(1.0))  # exact (Sterbenz)
     z = b.fmul(f, f)
     kf = b.sitofp(k, F32)
     y = b.fmul(b.fmul(f, z), e.horner(f, LOG_F32))
     y = e.fma(kf, e.c(LN2_LO_F32), y)
     y = e.fma(z, e.c(-0.5), y)
-    y = e.fma(kf, e.c(LN2_HI_F32), b.fadd(f, y))
-    y = e.sel(e.eq(x, e.c(math.inf)), x, y)
-    y = e.sel(e.eq(x, e.c(0.0)), e.c(-math.inf), y)
-    y = e.sel(e.lt(x, e.c(0.0)), e.c(math.nan), y)
-    return e.sel(e.isnan(x), x, y)
+    return e.log_specials(x, e.fma(kf, e.c(LN2_HI_F32), b.fadd(f, y)))
 
 
 def _tanh_f32(e: Expr, x: ir.Value) -> ir.Value:
@@ -109,7 +91,7 @@ def _tanh_f32(e: Expr, x: ir.Value) -> ir.Value:
     r = e.fma(b.fneg(n), e.c(LN2_HI_F32), two_a)
     r = e.fma(b.fneg(n), e.c(LN2_LO_F32), r)
     p = b.fadd(e.fma(e.horner(r, EXP_F32), b.fmul(r, r), r), e.c(1.0))
-    w = b.fmul(p, _pow2_f32(e, b.fptosi(n, I32)))
+    w = b.fmul(p, e.pow2(b.fptosi(n, I32)))
     large = b.fsub(e.c(1.0), b.fdiv(e.c(2.0), b.fadd(w, e.c(1.0))))
     y = e.sel(b.fcmp_unordered("<", a, e.c(0.625)), small, large)
     return e.copysign(y, x)  # odd function; tanh(-0.0) = -0.0
@@ -175,15 +157,7 @@ def _sincos_f32(e: Expr, x: ir.Value, cos: bool) -> ir.Value:
     z = b.fmul(r, r)
     sin_r = e.fma(b.fmul(e.horner(z, SIN_F32), z), r, r)
     cos_r = e.fma(b.fmul(z, z), e.horner(z, COS_F32), e.fma(z, e.c(-0.5), e.c(1.0)))
-    if cos:
-        q = b.add(q, I32(1))
-    use_cos = b.trunc(b.and_(q, I32(1)), I1)
-    negate = b.trunc(b.lshr(b.and_(q, I32(2)), I32(1)), I1)
-    v = e.sel(use_cos, cos_r, sin_r)
-    v = e.sel(negate, b.fneg(v), v)
-    if not cos:
-        v = e.sel(e.eq(x, e.c(0.0)), x, v)  # keep the sign of zero
-    return e.sel(finite, v, e.c(math.nan))
+    return e.sincos_quadrant(x, finite, q, sin_r, cos_r, cos)
 
 
 def _erf_f32(e: Expr, x: ir.Value) -> ir.Value:

@@ -19,6 +19,10 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 LOG2E = 1.4426950408889634
 
+# Per float type: (mantissa bits, exponent mask, exponent bias, the integer type of its
+# bits, the power of two that scales a subnormal to a normal number).
+_FORMATS = {str(F64): (52, 0x7FF, 1023, I64, 54), str(F32): (23, 0xFF, 127, I32, 23)}
+
 
 class Expr:
     """Thin expression helper over an IRBuilder (scalars of one float type, f64 default)."""
@@ -91,6 +95,49 @@ class Expr:
         return self.b.fsub(self.fma(t, b1, self.c(coeffs[0])), b2)
 
     def pow2(self, n: ir.Value) -> ir.Value:
-        """2**n for an i64 n in [-1022, 1023] (built from the exponent bits)."""
-        bits = self.b.shl(self.b.add(n, self.i(1023)), self.i(52))
-        return self.b.bitcast(bits, F64)
+        """2**n for an integer n (of the float's bit width) in the normal exponent range,
+        built from the exponent bits."""
+        mant, _, bias, ity, _ = _FORMATS[str(self.ty)]
+        bits = self.b.shl(self.b.add(n, ir.Constant(ity, bias)), ir.Constant(ity, mant))
+        return self.b.bitcast(bits, self.ty)
+
+    def split_sqrt2(self, x: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """(k, m) with x = m 2**k, m in [sqrt(1/2), sqrt(2)) and k an integer of the
+        float's bit width, for a positive finite x (subnormals are scaled first)."""
+        b = self.b
+        mant, mask, bias, ity, sub = _FORMATS[str(self.ty)]
+        ic = lambda v: ir.Constant(ity, v)  # noqa: E731
+        tiny = self.lt(x, self.c(2.0 ** (1 - bias)))
+        xs = self.sel(tiny, b.fmul(x, self.c(2.0**sub)), x)
+        bits = b.bitcast(xs, ity)
+        k = b.sub(b.and_(b.lshr(bits, ic(mant)), ic(mask)), ic(bias))
+        k = b.add(k, b.select(tiny, ic(-sub), ic(0)))
+        m = b.bitcast(b.or_(b.and_(bits, ic((1 << mant) - 1)), ic(bias << mant)), self.ty)
+        big = self.gt(m, self.c(2.0**0.5))
+        m = self.sel(big, b.fmul(m, self.c(0.5)), m)
+        return b.add(k, b.zext(big, ity)), m
+
+    def log_specials(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        """log's value y for finite positive x, with log's special cases of x applied:
+        +inf -> +inf, 0 -> -inf, negative -> NaN, NaN -> itself."""
+        y = self.sel(self.eq(x, self.c(float("inf"))), x, y)
+        y = self.sel(self.eq(x, self.c(0.0)), self.c(float("-inf")), y)
+        y = self.sel(self.lt(x, self.c(0.0)), self.c(float("nan")), y)
+        return self.sel(self.isnan(x), x, y)
+
+    def sincos_quadrant(self, x: ir.Value, finite: ir.Value, q: ir.Value, sin_r: ir.Value,
+                        cos_r: ir.Value, cos: bool) -> ir.Value:
+        """sin x (or cos x) from x = r + q pi/2 (q an integer, mod 4) and sin r, cos r:
+        the quadrant picks and signs the kernel; sin keeps the sign of zero; a non-finite
+        x gives NaN."""
+        b = self.b
+        qc = lambda v: ir.Constant(q.type, v)  # noqa: E731
+        if cos:
+            q = b.add(q, qc(1))
+        use_cos = b.trunc(b.and_(q, qc(1)), I1)
+        negate = b.trunc(b.lshr(b.and_(q, qc(2)), qc(1)), I1)
+        v = self.sel(use_cos, cos_r, sin_r)
+        v = self.sel(negate, b.fneg(v), v)
+        if not cos:
+            v = self.sel(self.eq(x, self.c(0.0)), x, v)  # keep the sign of zero
+        return self.sel(finite, v, self.c(float("nan")))
