@@ -48,10 +48,9 @@ F64 = DType.f64
 def _profiles(n: int) -> dict[str, Any]:
     """Per-position float64 constants of an n-long row (as the op decompositions use)."""
     w = R.golden_weights(n)
-    with np.errstate(all="ignore"):
-        c = R.PHI_INV * np.sqrt((1.0 - R.Q) * w / w.sum()) if n else np.zeros(0)
     return {"sqrt_w": np.sqrt(w), "ramp": np.arange(n, dtype=np.float64) / max(n, 1),
-            "keep": R.mobius_keep(n), "c": c, "W": float(w.sum())}
+            "keep": R.mobius_keep(n), "c": R.harmonize_profile(n, R.PHI_INV),
+            "W": float(w.sum())}
 
 
 def _syntony(a: Tracer, e: Tracer, p: dict[str, Any]) -> Tracer:
@@ -72,8 +71,9 @@ def _step(x: Tracer, s: Tracer, e: Tracer, p: dict[str, Any], work: DType
     """(y, S(y), E(y)) with y = dhsr_cycle(x), given x's syntony s and energy e."""
     n = x.shape[-1]
     const = lambda name: p[name].astype(work.np)  # noqa: E731
-    alpha = (1.0 - api.broadcast_to(s, x.shape)) * R.PHI_INV2  # broadcast first: a row
-    u = api.astype(x, work) * (1.0 + api.astype(alpha, work) * const("ramp"))  # value
+    # s broadcast first, so alpha is a row value of this kernel
+    alpha = (1.0 - api.broadcast_to(s, x.shape)) * R.PHI_INV2
+    u = api.astype(x, work) * (1.0 + api.astype(alpha, work) * const("ramp"))
     if work is F64:
         inv: Any = 1.0
         inv2: Any = 1.0

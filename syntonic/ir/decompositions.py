@@ -198,10 +198,7 @@ def harmonize_rows(e: _Emit, x: Value, ax: int, g: float, energy: Value | None =
     c_i = g sqrt((1-Q) w_i / W) (equal to the spec's formula up to rounding). `energy`
     is E (f64, keepdims) when the caller already has it.
     """
-    n = x.shape[ax]
-    w = R.golden_weights(n)
-    with np.errstate(all="ignore"):
-        c = g * np.sqrt((1.0 - R.Q) * w / w.sum()) if n else np.zeros(0)
+    c = R.harmonize_profile(x.shape[ax], g)
     if energy is None:
         energy = _energy(e, x, ax)
     root = _rows_as(e, e.op("sqrt", energy), x.dtype)

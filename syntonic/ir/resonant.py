@@ -54,6 +54,14 @@ def mobius_keep(n: int) -> np.ndarray:
     return _squarefree_mask(n)
 
 
+def harmonize_profile(n: int, g: float) -> np.ndarray:
+    """c_i = g sqrt((1-Q) w_i / W): harmonize's target g t_i for a row of energy 1, so
+    g t_i = sqrt(E) c_i (float64, length n)."""
+    w = golden_weights(n)
+    with np.errstate(all="ignore"):
+        return g * np.sqrt((1.0 - Q) * w / w.sum()) if n else np.zeros(0)
+
+
 def prime_gate_scale(d: int) -> float:
     """b(d) = phi^d, times 0.78615 for d = 4; 1.0 (identity) outside PRIME_DIMS."""
     if d not in PRIME_DIMS:

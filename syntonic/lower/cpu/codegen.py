@@ -661,16 +661,22 @@ class _KernelEmitter:
         self.partials = partials or {}
         self.parts = parts
         self.loops = plan_loops(k)
+        self.inner_count = math.prod(k.inner_shape)
         short = (mode == "normal" and not self.loops.columns
-                 and math.prod(k.inner_shape) <= SHORT_F32_SUM)
+                 and self.inner_count <= SHORT_F32_SUM)
         self.acc_types = {r.acc: _acc_type(r, short) for r in k.reductions}
         self.acc_deps = acc_dependencies(k)
         self.inner_varying = self._inner_varying()
         self.cache_plan = self._cache_plan()
 
+    def _loop_stores(self, phase: Any) -> list[Store]:
+        """The stores a phase does at every inner point (without reduced axes, "row"
+        stores happen at every point too)."""
+        return list(phase.stores) + ([] if self.k.reduce_axes else list(phase.row_stores))
+
     def _phase_roots(self, phase: Any) -> list[int]:
-        stores = list(phase.stores) + ([] if self.k.reduce_axes else list(phase.row_stores))
-        return [r.value for r in phase.reductions] + [s.value for s in stores]
+        """The nodes a phase's inner loop computes: reduction values and stored values."""
+        return [r.value for r in phase.reductions] + [s.value for s in self._loop_stores(phase)]
 
     def _recompute_cost(self, v: int, apply_: set[int], cached: dict[int, int]) -> int:
         """Elementwise ops to recompute node v, cached nodes counting as free."""
@@ -691,9 +697,8 @@ class _KernelEmitter:
         if (self.mode != "normal" or not k.reduce_axes or lp.columns or lp.blocks > 1
                 or len(k.phases) < 2 or k.contraction is not None):
             return {}
-        count = math.prod(k.inner_shape)
-        varying = [i for i, v in enumerate(self.inner_varying) if v]
-        apply_ = {i for i in varying if isinstance(k.nodes[i], Apply)}
+        apply_ = {i for i, v in enumerate(self.inner_varying)
+                  if v and isinstance(k.nodes[i], Apply)}
         first: dict[int, int] = {}  # Apply node -> first phase that computes it
         plan: dict[int, int] = {}
         for q, phase in enumerate(k.phases):
@@ -705,7 +710,7 @@ class _KernelEmitter:
                 if v not in roots and v not in users:
                     continue
                 cost = self._recompute_cost(v, apply_, plan)
-                size = count * max(k.nodes[v].dtype.itemsize, 1)
+                size = self.inner_count * max(k.nodes[v].dtype.itemsize, 1)
                 if (cost >= CACHE_MIN_OPS and size <= CACHE_MAX_BYTES
                         and not k.nodes[v].dtype.is_bool):
                     plan.setdefault(v, first[v])
@@ -744,9 +749,7 @@ class _KernelEmitter:
             bufs.setdefault(st.buffer, self.m.prog.buffers[st.buffer].type.dtype)
         for bid, dt in sorted(bufs.items()):
             self.ptrs[bid] = self.m.pointer(b, table, bid, dt)
-        self.partial_ptrs = {a: abi.load_buffer(b, table, slot,
-                                                _acc_type(next(r for r in k.reductions
-                                                               if r.acc == a)), f"part{a}")
+        self.partial_ptrs = {a: abi.load_buffer(b, table, slot, self.acc_types[a], f"part{a}")
                              for a, slot in self.partials.items()}
         if self.scratch is not None:
             assert k.contraction is not None
@@ -760,9 +763,9 @@ class _KernelEmitter:
                 self.acc_arrays[r.acc] = b.alloca(ir.ArrayType(self.acc_types[r.acc],
                                                                self.loops.columns),
                                                   name=f"accs{r.acc}")
-        count = math.prod(k.inner_shape)
-        self.cache_arrays = {v: b.alloca(ir.ArrayType(VALUE_TYPES[k.nodes[v].dtype], count),
-                                         name=f"row{v}") for v in self.cache_plan}
+        self.cache_arrays = {v: b.alloca(ir.ArrayType(VALUE_TYPES[k.nodes[v].dtype],
+                                                      self.inner_count), name=f"row{v}")
+                             for v in self.cache_plan}
         # work-item loop
         body = fn.append_basic_block("item")
         done = fn.append_basic_block("done")
@@ -880,13 +883,10 @@ class _KernelEmitter:
     def _phase(self, p: int, phase: Any, coords: dict[int, ir.Value],
                bounds: dict[int, tuple[ir.Value, ir.Value]], row_scope: _Scope) -> None:
         b, k, lp = self.b, self.k, self.loops
-        row_stores = list(phase.row_stores)
-        loop_stores = list(phase.stores)
-        if not k.reduce_axes:  # no reduced axes: "row" stores happen at every point
-            loop_stores += row_stores
-            row_stores = []
+        loop_stores = self._loop_stores(phase)
+        row_stores = list(phase.row_stores) if k.reduce_axes else []
         # values needed in the loop that do not vary in it: once per row, before the loop
-        roots = [r.value for r in phase.reductions] + [s.value for s in loop_stores]
+        roots = self._phase_roots(phase)
         for idx in self.k.needed(roots):
             if not self.inner_varying[idx]:
                 self._value(idx, coords, row_scope, row_scope)
@@ -917,7 +917,7 @@ class _KernelEmitter:
         if depth == len(lp.inner_axes):
             scope = _Scope()
             cached = {v: b.gep(a, [I64(0), self._inner_flat(coords)])
-                      for v, a in self.cache_arrays.items()}
+                      for v, a in self.cache_arrays.items() if self.cache_plan[v] <= phase}
             for v, at in cached.items():  # computed by an earlier phase: load it back
                 if self.cache_plan[v] < phase:
                     scope.values[v] = b.load(at, name=f"row{v}.ld")
