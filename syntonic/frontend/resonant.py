@@ -141,6 +141,10 @@ def evolve(x: Array, max_recursion: int = 13, threshold: float = 0.99) -> Any:
     if not isinstance(max_recursion, (int, np.integer)) or max_recursion < 0:
         raise fail(TraceError, f"evolve: max_recursion must be a non-negative int, got "
                    f"{max_recursion!r}")
+    if not isinstance(threshold, (int, float, np.integer, np.floating)) or isinstance(
+            threshold, bool):
+        raise fail(TraceError, f"evolve: threshold must be a Python number, got "
+                   f"{threshold!r}", "pass a number such as 0.99")
     t = _float_input(x, "evolve")
     if t.ndim == 0:
         raise fail(TraceError, "evolve needs at least one axis (the state dimension)")

@@ -149,3 +149,16 @@ def test_evolve_f32_rows_of_extreme_magnitude(scale):
     np.testing.assert_allclose(s, ref_s, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(state, np.float64) / scale, ref_state / scale,
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"max_recursion": -1}, "max_recursion must be a non-negative int"),
+    ({"max_recursion": 2.5}, "max_recursion must be a non-negative int"),
+    ({"threshold": "high"}, "threshold must be a Python number"),
+    ({"threshold": None}, "threshold must be a Python number"),
+])
+def test_evolve_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(sn.TraceError, match=match):
+        sn.evolve(np.ones((2, 4)), **kwargs)
+    with pytest.raises(sn.DTypeError, match="floating-point"):
+        sn.evolve(np.ones((2, 4), np.int32))
