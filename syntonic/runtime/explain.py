@@ -8,18 +8,33 @@ returns them, the trace size and the time of every stage. ``str(report)`` is the
 readable form; ``report.text(times=False)`` omits the timings (stable, for golden
 tests).
 
+``report.overhead`` (an :class:`OverheadReport`, from ``f.explain`` only) is the
+**per-call overhead** of the compiled call for those arguments: what a call costs beyond
+its kernels' work (signature check, output allocation, argument packing, native entry).
+On the CPU it is measured when the arguments are concrete arrays: many calls of the
+function are timed, then the same compiled kernels alone on a prepared buffer table (each
+kernel timed over its full range minus the same call over an empty range, so the ctypes
+entry cancels out); with ``sn.spec`` arguments there is nothing to run. On CUDA the static
+facts (launches per call, pooled outputs, launch arguments packed once) are always given;
+the times only on a real device. It prints after the stage times; ``text(times=False)``
+leaves it out, ``text(times=False, overhead=True)`` prints it without the numbers.
+
 Example::
 
     >>> report = step.explain(sn.spec("f32[4096,4096]"))
     >>> len(report.kernels), report.kernels[0].space
     (1, (4096, 4096))
     >>> print(report)
+    >>> step.explain(np.ones((4, 248), np.float32)).overhead.overhead_us   # e.g. 0.4
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ctypes
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from syntonic.ir.graph import Graph, Location, Value
 from syntonic.lower.kernel import Kernel, Loop, Program, SourceOp
@@ -100,8 +115,77 @@ class KernelReport:
 
 
 @dataclass(frozen=True, slots=True)
+class OverheadReport:
+    """The per-call overhead of one compiled signature: static facts and, when measured,
+    the time of a call, of its kernels alone, and the difference.
+
+    `device` is ``"cpu"``, ``"cuda"`` or ``"interpreter"``; `facts` say what a call does
+    besides its kernels; `call_us` and `kernels_us` are the best per-call times (µs) over
+    `samples` timed batches of `batch` calls, or None with `not_measured` saying why.
+    Example::
+
+        >>> o = f.explain(np.ones(1024, np.float32)).overhead
+        >>> o.overhead_us < o.call_us
+        True
+        >>> print(o.text())
+        per-call overhead (cpu): 0.38 µs over the kernels (call 0.61 µs, kernels 0.23 µs; ...
+    """
+
+    device: str
+    facts: tuple[str, ...]
+    call_us: float | None = None
+    kernels_us: float | None = None
+    samples: int = 0
+    batch: int = 0
+    not_measured: str = ""
+    method: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.call_us is not None and self.kernels_us is not None
+
+    @property
+    def overhead_us(self) -> float | None:
+        """``call_us - kernels_us`` (µs), None when not measured."""
+        if self.call_us is None or self.kernels_us is None:
+            return None
+        return self.call_us - self.kernels_us
+
+    def text(self, times: bool = True) -> str:
+        """The report's lines; `times=False` keeps the facts and drops every number."""
+        head = f"per-call overhead ({self.device}): "
+        if not self.measured:
+            head += f"not measured ({self.not_measured})"
+        elif not times:
+            head += "measured (times omitted)"
+        else:
+            over = self.overhead_us
+            assert over is not None and self.call_us is not None
+            shown = f"{over:.2f} µs" if over > 0 else "~0 µs (within timing noise)"
+            head += (f"{shown} over the kernels (call {self.call_us:.2f} µs, kernels "
+                     f"{self.kernels_us:.2f} µs; best of {self.samples} x {self.batch} "
+                     f"call{'s' if self.batch != 1 else ''})")
+        lines = [head]
+        lines += [f"  {fact}" for fact in self.facts]
+        if times and self.measured and self.method:
+            lines.append(f"  measured: {self.method}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+@dataclass(frozen=True, slots=True)
 class ExplainReport:
-    """How a function compiles: its kernels, the boundaries between them, and timings."""
+    """How a function compiles: its kernels, the boundaries between them, and timings.
+
+    `overhead` is the per-call overhead of the compiled call (:class:`OverheadReport`;
+    set by ``f.explain``, None from ``Lowered.explain``). Example::
+
+        >>> r = f.explain(np.ones(1024, np.float32))
+        >>> r.overhead.measured, "per-call overhead" in str(r)
+        (True, True)
+    """
 
     function: str
     trace_ops: int
@@ -110,12 +194,16 @@ class ExplainReport:
     boundaries: tuple[BoundaryReport, ...]
     outputs: tuple[str, ...]
     stage_times: Mapping[str, float] = field(default_factory=dict)
+    overhead: OverheadReport | None = None
 
     @property
     def bytes_moved(self) -> int:
         return sum(k.bytes_moved for k in self.kernels)
 
-    def text(self, times: bool = True) -> str:
+    def text(self, times: bool = True, overhead: bool | None = None) -> str:
+        """The readable report. `times=False` omits stage times and the per-call
+        overhead (stable text for golden tests); `overhead=True` adds the overhead's
+        facts even then (without its numbers)."""
         n = len(self.kernels)
         lines = [f"explain @{self.function}: {self.trace_ops} traced ops -> "
                  f"{self.optimized_ops} optimized ops -> {n} kernel{'s' if n != 1 else ''}, "
@@ -124,6 +212,8 @@ class ExplainReport:
             total = sum(self.stage_times.values())
             parts = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in self.stage_times.items())
             lines.append(f"stage times (ms): {parts}; total {total * 1e3:.2f}")
+        if self.overhead is not None and (times if overhead is None else overhead):
+            lines.append(self.overhead.text(times))
         lines.append("")
         for k in self.kernels:
             lines.append(k.text())
@@ -252,4 +342,377 @@ def _value_text(prog: Program, buffer_of: Mapping[Value, int], value: Value) -> 
     return text + (f" from {value.loc}" if value.loc else "")
 
 
-__all__ = ["BoundaryReport", "ExplainReport", "KernelReport", "build_report"]
+# ---------------------------------------------------------------- per-call overhead
+
+BUDGET_S = 0.03  # seconds of timed calls per quantity measured (the call, the kernels)
+BATCH_S = 2e-4  # a timed batch runs about this long (many calls for small functions)
+MAX_SAMPLES = 25
+
+
+def _plural(n: int, word: str, plural: str = "") -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _batch_size(run: Callable[[int], float]) -> tuple[int, int]:
+    """(calls per batch, batches) for `run(n)` (times n calls, returns seconds): batches
+    of ~BATCH_S, as many as fit in BUDGET_S (at least one, at most MAX_SAMPLES)."""
+    run(1)  # warm-up (first-touch of outputs, the pool's workers, caches)
+    one = max(min(run(1), run(1)), 1e-8)
+    n = max(1, min(5000, int(BATCH_S / one)))
+    fit = int(BUDGET_S / (n * one))
+    floor = 3 if 3 * n * one <= 0.1 else 1  # a few samples unless the calls are slow
+    return n, max(floor, min(MAX_SAMPLES, fit))
+
+
+def _best(run: Callable[[int], float], n: int, samples: int) -> float:
+    """Best seconds per call over `samples` batches of `n` calls."""
+    return min(run(n) for _ in range(samples)) / n
+
+
+def overhead_report(fn: Any, entry: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    leaves: Sequence[Any], program: Program) -> OverheadReport:
+    """The per-call overhead of `fn` (a ``JitFunction``) for these arguments.
+
+    `entry` is the traced signature (a ``Compiled``), `leaves` the flattened arguments,
+    `program` the kernel program (for facts when nothing is compiled yet). With concrete
+    arguments this compiles the entry as the first call would and times calls; the
+    function's cache keeps the same entries, and ``fn``'s hot signature is restored.
+    Example::
+
+        o = overhead_report(f, f._cache[key], (x,), {}, [x], low.program)
+    """
+    from syntonic.frontend.trace import ArraySpec
+    from syntonic.ir.errors import SyntonicError
+
+    abstract = any(isinstance(leaf, ArraySpec) for leaf in leaves)
+    try:
+        return _overhead(fn, entry, args, kwargs, leaves, program, abstract)
+    except SyntonicError as exc:  # e.g. device="cpu" and the backend fails: say so
+        return OverheadReport(entry.device, (), not_measured=f"no compiled call: {exc}")
+
+
+def _overhead(fn: Any, entry: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+              leaves: Sequence[Any], program: Program, abstract: bool) -> OverheadReport:
+    from syntonic.ir.errors import SyntonicError
+
+    native = entry._native
+    if not abstract and native is None:
+        entry._compile_or_fallback()  # what the first call does
+        native = entry._native  # a program, or False: it runs on the interpreter
+    device = _device_of(entry, native)
+    if device == "interpreter":
+        return OverheadReport("interpreter", (
+            "runs the reference interpreter: no compiled kernels to separate from the call",),
+            not_measured="reference interpreter")
+    if device == "cuda":
+        return _gpu_overhead(fn, entry, native, args, kwargs, leaves, program, abstract)
+    if native is None or native is False:  # abstract and not compiled yet
+        outs = len(program.outputs)
+        return OverheadReport("cpu", (
+            f"{_plural(len(program.kernels), 'kernel')}; {_plural(outs, 'output')} "
+            "allocated per call; the entry (METH_FASTCALL or buffer table) is chosen when "
+            "the program is compiled at the first call",), not_measured="abstract arguments")
+    facts, _ = _cpu_facts(fn, entry, native, args, kwargs, leaves, abstract)
+    if abstract:
+        return OverheadReport("cpu", facts, not_measured="abstract arguments")
+    try:
+        return _cpu_measure(fn, entry, native, args, kwargs, leaves, facts)
+    except SyntonicError as exc:
+        return OverheadReport("cpu", facts, not_measured=f"the call failed: {exc}")
+
+
+def _device_of(entry: Any, native: Any) -> str:
+    """Where the entry runs: ``cpu``, ``cuda`` or ``interpreter`` (None: not compiled)."""
+    if native is None:  # abstract arguments, nothing compiled: what a call would pick
+        from syntonic import config
+        from syntonic.runtime import cuda
+
+        if entry.device == "interpreter":
+            return "interpreter"
+        if entry.device == "cuda" or (entry.device == "auto"
+                                      and config.current().device != "cpu"
+                                      and cuda.available()[0]):
+            return "cuda"
+        return "cpu"
+    if native is False:
+        return "interpreter"
+    return "cpu" if hasattr(native, "fast") else "cuda"
+
+
+def _cpu_facts(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
+               kwargs: dict[str, Any], leaves: Sequence[Any], abstract: bool
+               ) -> tuple[tuple[str, ...], bool]:
+    """The static facts of the CPU call path, and whether the FAST entry takes it."""
+    import numpy as np
+
+    from syntonic.runtime.jit import _fast_key, _hot_path
+
+    fast_ok = False
+    if native.fast is not None and not abstract and not entry.donated:
+        outs = [np.empty(shape, dt) for shape, dt in native.out_slots]
+        fast_ok = native.fast(*leaves, *outs) is outs[-1]  # its own argument check
+    hot = (fast_ok and not kwargs and _hot_path(entry) is not None
+           and len(args) == len(leaves) and all(a is b for a, b in zip(args, leaves)))
+    n_out = len(native.out_slots)
+    steps = native._steps
+    n_native = sum(1 for s in steps if s["kind"] == "native")
+    facts = []
+    if abstract:
+        facts.append("inputs checked natively by the entry when this signature is the one "
+                     "called last, else by a cached key (dtype and shape of each array)"
+                     if _hot_path(entry) is not None else
+                     "inputs checked by a cached key (dtype and shape of each array), or "
+                     "the full signature key for keywords, static arguments and pytrees")
+    elif hot:
+        facts.append("inputs checked natively by the entry (type, dtype, shape, layout of "
+                     "every array; the hot signature: no Python-side key)")
+    elif not kwargs and not fn.static_argnames and _fast_key(args) is not None:
+        if _fast_key(args) in fn._cache:
+            facts.append("inputs checked by a cached key (dtype and shape of each array)")
+        else:
+            facts.append("inputs checked by binding the arguments and building the "
+                         "signature key (this signature was first traced by explain, trace "
+                         "or lower, not by a call, so it has no cached array-only key)")
+    else:
+        facts.append("inputs checked by binding the arguments and building the signature "
+                     "key (keywords, static arguments, pytrees or scalars)")
+    if entry.donated:
+        facts.append(f"{_plural(n_out, 'output')} per call from the donation pool (this "
+                     "measurement calls without donating, to keep your arrays out of it)")
+    else:
+        facts.append(f"{_plural(n_out, 'output')} allocated per call (np.empty)")
+    if fast_ok or (abstract and native.fast is not None):
+        when = "" if fast_ok else " (when the arguments are C-contiguous arrays of the " \
+            "expected dtypes)"
+        facts.append(f"one native call through the CPython-API (METH_FASTCALL) entry{when}: "
+                     f"{_plural(n_native, 'kernel')} run in it, temporaries on the native "
+                     "stack")
+    else:
+        pool = sum(1 for s in steps if s["kind"] == "native"
+                   and s["points"] >= native.min_parallel and s["items"] > 1)
+        gemms = sum(1 for s in steps if s["kind"] == "matmul")
+        opaque = sum(1 for s in steps if s["kind"] not in ("native", "matmul"))
+        parts = [f"{_plural(n_native, 'kernel call')} through ctypes"
+                 + (f" ({pool} on the thread pool)" if pool else "")]
+        if gemms:
+            parts.append(f"{_plural(gemms, 'GEMM')} through numpy")
+        if opaque:
+            parts.append(f"{_plural(opaque, 'opaque kernel')} by the reference rule")
+        facts.append("arguments packed into a buffer table per call; " + ", ".join(parts)
+                     + "; temporaries in a reused workspace")
+    if not entry._single:
+        facts.append("results assembled into the output structure (pytree)")
+    return tuple(facts), fast_ok
+
+
+def _cpu_measure(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], leaves: Sequence[Any],
+                 facts: tuple[str, ...]) -> OverheadReport:
+    """Time the call (as the user makes it), then its kernels alone on a prepared table."""
+    import numpy as np
+
+    from syntonic.runtime import blas, cpu
+
+    perf = time.perf_counter
+    if entry.donated:  # never hand the caller's arrays to the donation pool
+        target: Callable[..., Any] = native
+        call_args: tuple[Any, ...] = tuple(leaves)
+        call_kwargs: dict[str, Any] = {}
+    else:
+        target, call_args, call_kwargs = fn, args, kwargs
+
+    def calls(n: int) -> float:
+        t = perf()
+        if call_kwargs:
+            for _ in range(n):
+                target(*call_args, **call_kwargs)
+        else:
+            for _ in range(n):
+                target(*call_args)
+        return perf() - t
+
+    hot = fn._hot
+    try:
+        n, samples = _batch_size(calls)
+        call = _best(calls, n, samples)
+    finally:
+        fn._hot = hot  # the measurement leaves the hot signature as it found it
+
+    # the kernels alone: the compiled kernels on a table of copies of the arguments and
+    # fresh outputs and temporaries (the caller's arrays are never written)
+    params = [np.array(a, dt, copy=True, order="C")
+              for a, dt in zip(leaves, native.param_dtypes)]
+    outs = [np.empty(shape, dt) for shape, dt in native.out_slots]
+    front = params + outs
+    temps, table = native._new_workspace(len(front))
+    for i, a in enumerate(front):
+        table[i] = cpu.data_pointer(a)
+    arrays = front + temps
+    addr = ctypes.addressof(table)
+    pool = cpu.POOL
+    steps: list[tuple[Any, int, bool, Callable[[], None] | None]] = []
+    for s in native._steps:
+        if s["kind"] == "native":
+            parallel = s["points"] >= native.min_parallel and s["items"] > 1
+            steps.append((native.kernels[s["symbol"]], s["items"], parallel, None))
+        elif s["kind"] == "matmul":
+            steps.append((None, 0, False, lambda s=s: blas.matmul(
+                s["_lhs"](arrays), s["_rhs"](arrays), arrays[s["out"]])))
+        else:
+            steps.append((None, 0, False, lambda s=s: native._opaque(s["kernel"], arrays)))
+
+    def full(n: int) -> float:
+        t = perf()
+        for _ in range(n):
+            for kernel, items, parallel, other in steps:
+                if other is not None:
+                    other()
+                elif parallel:
+                    pool.run(kernel, addr, items)
+                else:
+                    kernel(addr, 0, items)
+        return perf() - t
+
+    def empty(n: int) -> float:  # the same entries over empty ranges: no work
+        t = perf()
+        for _ in range(n):
+            for kernel, _items, _parallel, other in steps:
+                if other is None:
+                    kernel(addr, 0, 0)
+        return perf() - t
+
+    if steps:
+        n_k, samples_k = _batch_size(full)
+        best_full = best_empty = float("inf")
+        for _ in range(samples_k):  # interleaved: both see the same machine state
+            best_full = min(best_full, full(n_k))
+            best_empty = min(best_empty, empty(n_k))
+        kernels = max(0.0, (best_full - best_empty) / n_k)
+    else:
+        kernels = 0.0
+    method = ("the call as made, timed in batches; kernels: each compiled kernel on a "
+              "prepared buffer table over its full range minus the same entry over an "
+              "empty range (thread-pool hand-off counts as kernel time)")
+    return OverheadReport("cpu", facts, call * 1e6, kernels * 1e6, samples, n,
+                          method=method)
+
+
+def _gpu_facts(gp: Any, module: Any, leaves: Sequence[Any], n_outputs: int
+               ) -> tuple[str, ...]:
+    """Static facts of a CUDA call, from the GpuProgram (or just the CUDA module)."""
+    import numpy as np
+
+    from syntonic.lower.cuda.plan import Launch
+
+    if gp is not None:
+        from syntonic.runtime.gpu import _Loop, _PreparedLaunch
+
+        steps = gp._steps
+        launches = sum(1 for s in steps if type(s) is _PreparedLaunch and s.grid)
+        loops = sum(1 for s in steps if type(s) is _Loop)
+        opaque = sum(1 for s in steps if isinstance(s, int))
+        written = sum(len(s.dynamic) for s in steps if type(s) is _PreparedLaunch)
+        n_outputs = sum(1 for spec in gp._out_specs if spec[3])
+    else:
+        launches = sum(1 for s in module.steps if isinstance(s, Launch))
+        loops = sum(1 for s in module.steps if hasattr(s, "cond") and hasattr(s, "body"))
+        opaque = len(module.steps) - launches - loops
+        written = 0
+    text = _plural(launches, "kernel launch", "kernel launches") + " per call"
+    if loops:
+        text += f", plus {_plural(loops, 'host-driven loop')} (cond and body launches and " \
+                "a one-byte read-back per trip)"
+    if opaque:
+        text += f", plus {_plural(opaque, 'opaque kernel')} run on the host (copies both ways)"
+    facts = [text,
+             f"{_plural(n_outputs, 'output')} per call from the pooled device allocator "
+             "(no cuMemAlloc once warm)",
+             "launch arguments packed once per signature"
+             + (f"; per call {_plural(written, 'pointer')} written into them"
+                if gp is not None else "")]
+    if any(isinstance(leaf, np.ndarray) or type(leaf) in (int, float, bool)
+           for leaf in leaves):
+        facts.append("host (numpy) inputs are uploaded per call and the results downloaded; "
+                     "pass sn.to_device arrays to keep them on the GPU")
+    return tuple(facts)
+
+
+def _real_gpu() -> bool:
+    """True when the CUDA driver in use is ``cuda.bindings.driver`` (not a test double)."""
+    import types
+
+    from syntonic.runtime import cuda
+
+    try:
+        drv = cuda.driver()
+    except Exception:  # noqa: BLE001 - no driver: no GPU
+        return False
+    return isinstance(drv, types.ModuleType) and drv.__name__.startswith("cuda.bindings")
+
+
+def _gpu_overhead(fn: Any, entry: Any, gp: Any, args: tuple[Any, ...],
+                  kwargs: dict[str, Any], leaves: Sequence[Any], program: Program,
+                  abstract: bool) -> OverheadReport:
+    from syntonic.ir.errors import SyntonicError
+
+    module = gp.module if gp is not None else None
+    if module is None:
+        from syntonic.lower.cuda import generate
+
+        module = generate(program, program.name)
+    facts = _gpu_facts(gp, module, leaves, len(program.outputs))
+    if abstract:
+        return OverheadReport("cuda", facts, not_measured="abstract arguments")
+    if gp is None or not _real_gpu():
+        return OverheadReport("cuda", facts, not_measured="no GPU")
+    try:
+        return _gpu_measure(fn, entry, gp, args, kwargs, leaves, facts)
+    except SyntonicError as exc:
+        return OverheadReport("cuda", facts, not_measured=f"the call failed: {exc}")
+
+
+def _gpu_measure(fn: Any, entry: Any, gp: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], leaves: Sequence[Any],
+                 facts: tuple[str, ...]) -> OverheadReport:
+    """On a real device: a synchronized call end to end (host timer) and the GPU time
+    between CUDA events recorded around the call; the overhead is the difference."""
+    from syntonic.runtime import cuda
+
+    dev = gp.device
+    perf = time.perf_counter
+    if entry.donated:
+        def one() -> Any:
+            return gp(*leaves)
+    else:
+        def one() -> Any:
+            return fn(*args, **kwargs)
+
+    def calls(n: int) -> float:
+        t = perf()
+        for _ in range(n):  # one call at a time, each synchronized
+            one()
+            dev.synchronize()
+        return perf() - t
+
+    hot = fn._hot
+    try:
+        n, samples = _batch_size(calls)
+        call = _best(calls, n, samples)
+        start, end = cuda.Event(), cuda.Event()
+        gpu_ms = float("inf")
+        for _ in range(max(3, min(samples * n, 50))):
+            start.record()
+            one()
+            end.record()
+            gpu_ms = min(gpu_ms, start.elapsed_ms(end))
+    finally:
+        fn._hot = hot
+    method = ("call: one synchronized call, host timer; kernels: GPU time between CUDA "
+              "events recorded around the call (gaps between launches count as kernel "
+              "time, so the overhead is a lower bound)")
+    return OverheadReport("cuda", facts, call * 1e6, gpu_ms * 1e3, samples, n,
+                          method=method)
+
+
+__all__ = ["BoundaryReport", "ExplainReport", "KernelReport", "OverheadReport",
+           "build_report", "overhead_report"]
