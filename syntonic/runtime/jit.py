@@ -199,10 +199,12 @@ class JitFunction:
                 raise exc.with_traceback(filter_traceback(exc.__traceback__)) from None
             self._cache[key] = entry
             _announce(entry.graph, self.device)
-            if not kwargs and not self.static_argnames:
-                fast = _fast_key(args)
-                if fast is not None:
-                    self._cache[fast] = entry
+        if not kwargs and not self.static_argnames:
+            # also when trace/lower/explain made the entry: later calls find it by the
+            # cheap key instead of binding the signature again
+            fast = _fast_key(args)
+            if fast is not None:
+                self._cache.setdefault(fast, entry)
         result = entry.run(leaves)
         if not kwargs and not self.static_argnames:
             self._hot = _hot_path(entry)

@@ -73,3 +73,20 @@ def test_multi_output_and_donating_functions_have_no_hot_path() -> None:
     a, b = two(x)
     a, b = two(x)
     assert two._hot is None and a[0] == 2.0 and b[0] == 2.0
+
+
+@pytest.mark.parametrize("first", ["trace", "lower", "explain"])
+def test_entry_made_before_any_call_is_found_by_the_cheap_key(first, monkeypatch) -> None:
+    # a multi-output function has no hot path: each call looks its entry up by the cheap
+    # key of the arrays; an entry that trace/lower/explain made must be found that way too
+    f = sn.jit(lambda x: (x * 2.0, x + 1.0), device="cpu")
+    x = np.ones((4, 248), np.float32)
+    getattr(f, first)(x)
+    f(x)
+    calls = []
+    real = f._signature
+    monkeypatch.setattr(f, "_signature", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a, b = f(x)
+    assert calls == []  # the signature was not bound again
+    np.testing.assert_array_equal(a, x * 2.0)
+    np.testing.assert_array_equal(b, x + 1.0)
