@@ -70,6 +70,9 @@ class Compiled:
         self._native: Any = None  # the runner: a NativeProgram or a GpuProgram
         self._cpu: Any = None
         self._single = out_tree.kind == "leaf"
+        # a flat tuple of arrays is the runner's own result: no unflattening per call
+        self._flat_tuple = out_tree.kind == "tuple" and all(
+            c.kind == "leaf" for c in out_tree.children)
 
     def native(self) -> Any:
         """The compiled CPU program (a :class:`~syntonic.runtime.native.NativeProgram`)."""
@@ -91,6 +94,8 @@ class Compiled:
             outs = native(*leaves)
         if self._single:
             return outs[0]
+        if self._flat_tuple:
+            return tuple(outs)
         return pytree.unflatten(self.out_tree, list(outs))
 
     def _compile_or_fallback(self) -> Any:

@@ -95,6 +95,12 @@ class NativeProgram:
             "slot" in o and tuple(o["shape"]) == self.out_slots[o["slot"] - first_out][0]
             and o["slot"] - first_out == i for i, o in enumerate(self.outputs)
         ) and len(self.outputs) == len(self.out_slots)
+        # every output an output slot, some reshaped (a view): (slot, shape or None)
+        self._slot_views: list[tuple[int, tuple[int, ...] | None]] | None = None
+        if all("slot" in o for o in self.outputs):
+            self._slot_views = [
+                (k, None if tuple(o["shape"]) == self.out_slots[k][0] else tuple(o["shape"]))
+                for o, k in zip(self.outputs, self._out_index)]
         self.kernels = {s["symbol"]: cpu.kernel_function(addrs[s["symbol"]])
                         for s in plan["steps"] if s["kind"] == "native"}
         self._steps = plan["steps"]
@@ -135,6 +141,10 @@ class NativeProgram:
             if fast(*args, *outs) is outs[-1]:
                 if self._simple_outputs:
                     return tuple(outs)
+                views = self._slot_views
+                if views is not None:
+                    return tuple(outs[k] if s is None else outs[k].reshape(s)
+                                 for k, s in views)
                 return self._collect(args, outs)
         return self._general(args)
 

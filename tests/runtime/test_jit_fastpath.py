@@ -90,3 +90,21 @@ def test_entry_made_before_any_call_is_found_by_the_cheap_key(first, monkeypatch
     assert calls == []  # the signature was not bound again
     np.testing.assert_array_equal(a, x * 2.0)
     np.testing.assert_array_equal(b, x + 1.0)
+
+
+def test_multi_output_results_keep_their_shapes_and_structure() -> None:
+    # outputs written to slots of another shape (a keepdims sum returned squeezed) come
+    # back as views of the right shape; a flat tuple is returned as is, nested trees
+    # are rebuilt
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    flat = sn.jit(lambda x: (x * 2.0, sn.squeeze(sn.sum(x, axis=1, keepdims=True), 1)),
+                  device="cpu")
+    nested = sn.jit(lambda x: {"a": x + 1.0, "b": [sn.sum(x, axis=0)]}, device="cpu")
+    for _ in range(2):  # the first call compiles, the second takes the fast path
+        a, s = flat(x)
+        assert type(flat(x)) is tuple and s.shape == (3,)
+        np.testing.assert_array_equal(a, x * 2.0)
+        np.testing.assert_array_equal(s, x.sum(axis=1))
+        tree = nested(x)
+        assert set(tree) == {"a", "b"} and isinstance(tree["b"], list)
+        np.testing.assert_array_equal(tree["b"][0], x.sum(axis=0))
