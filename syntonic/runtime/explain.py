@@ -309,8 +309,10 @@ def _loop_lines(kernel: Kernel) -> tuple[str, ...]:
              f"{count(loop.body)}; {how}"]
     rb = loop.row_blocks
     if rb is not None:
-        lines.append(f"row-local: {rb.n_blocks} blocks of {rb.block} rows run the whole loop "
-                     f"in parallel, each until its own rows are done")
+        lines.append("row-local: each row runs the whole loop on its own, in parallel, until "
+                     "its own flag is false (finished rows do no more work)" if rb.block == 1
+                     else f"row-local: {rb.n_blocks} blocks of {rb.block} rows run the whole "
+                     f"loop in parallel, each until its own rows are done")
     else:
         lines.append(f"not row-local: {loop.not_row_local}")
     lines.append(_cuda_loop_line(loop))

@@ -8,6 +8,10 @@ Loop structure of a kernel (``void k(i8** table, i64 start, i64 stop)``): the fu
   and does the phase's stores, then the row stores. Sums accumulate in f64 for float data
   (and ``reassoc`` is allowed on the accumulator only, so LLVM vectorises with several
   partial sums): an f32 sum of 2**24 elements stays within ~1e-7 relative of the exact sum.
+  Float adds, subtracts, multiplies and accumulations carry ``contract`` (``ACC_FLAGS``,
+  ``scalar.FLOAT_FLAGS``): LLVM may fuse a multiply and an add into one FMA, rounded once
+  instead of twice (as NVRTC does by default); the math library's polynomials place their
+  FMAs explicitly and are unaffected.
   An f32 sum (or mean) over at most ``SHORT_F32_SUM`` elements per row accumulates in
   f32, at twice the lanes and without conversions: a contiguous row vectorises into 16
   partial sums (8 lanes, 2 interleaved) of at most 16 terms, so the error stays within
@@ -135,6 +139,7 @@ CACHE_MAX_BYTES = 16 * 1024
 # the row stores.
 SPLIT_PARTS = 64
 SPLIT_MIN = 1 << 16
+ACC_FLAGS: tuple[str, ...] = ("reassoc", "contract")  # float accumulation (module docstring)
 _ACC_DTYPES = {"double": DType.f64, "float": DType.f32, "i32": DType.i32, "i64": DType.i64}
 
 
@@ -1049,7 +1054,7 @@ class _KernelEmitter:
         if r.dtype.is_float and v.type != ty:
             v = resize_float(b, v, ty)
         if r.op in ("sum", "mean"):
-            new = b.fadd(acc, v, flags=("reassoc",)) if r.dtype.is_float else b.add(acc, v)
+            new = b.fadd(acc, v, flags=ACC_FLAGS) if r.dtype.is_float else b.add(acc, v)
         elif r.op == "prod":
             new = b.fmul(acc, v, flags=("reassoc",)) if r.dtype.is_float else b.mul(acc, v)
         elif r.op in ("max", "min"):

@@ -61,6 +61,10 @@ def const(dtype: DType, value: Any) -> ir.Constant:
     return ir.Constant(ty, float(value))
 
 
+# Flags of float add/sub/mul: LLVM may fuse a multiply and an add into one FMA (rounded
+# once; see the code generator's module docstring)
+FLOAT_FLAGS: tuple[str, ...] = ("contract",)
+
 Rule = Callable[[Ctx, list[ir.Value], dict[str, Any], tuple[DType, ...], DType], ir.Value]
 LOWERING: dict[str, Rule] = {}
 
@@ -79,8 +83,9 @@ def rule(*names: str) -> Callable[[Rule], Rule]:
 
 def _binop(float_op: str, int_op: str) -> Rule:
     def lower(ctx: Ctx, a: list[ir.Value], attrs: dict, ins: tuple, out: DType) -> ir.Value:
-        op = float_op if out.is_float else int_op
-        return getattr(ctx.b, op)(a[0], a[1])
+        if out.is_float:  # contract: LLVM may fuse a multiply and an add into one FMA
+            return getattr(ctx.b, float_op)(a[0], a[1], flags=FLOAT_FLAGS)
+        return getattr(ctx.b, int_op)(a[0], a[1])
 
     return lower
 

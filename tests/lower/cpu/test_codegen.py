@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 pytest.importorskip("llvmlite")
 
+import syntonic as sn  # noqa: E402
 from syntonic.ir.registry import Trait, all_ops  # noqa: E402
 from syntonic.ir.types import DType  # noqa: E402
 from syntonic.lower.cpu.scalar import LOWERING, STRUCTURAL, UNSUPPORTED  # noqa: E402
@@ -190,3 +193,19 @@ def test_non_contiguous_argument_takes_the_general_path() -> None:
     prog = P.elementwise("exp", DType.f32, (10,))
     x = np.linspace(0, 1, 20, dtype=np.float32)[::2]
     np.testing.assert_allclose(_native(prog)(x)[0], np.exp(x), rtol=1e-6)
+
+
+def test_multiply_add_contracts_to_fma_within_one_rounding():
+    # float ops carry `contract`: x * 1.5 + 1 is one FMA on a host that has it, rounded
+    # once, so it is within half an ulp of the exact value (numpy rounds twice)
+    import llvmlite.binding as llvm
+
+    f = sn.jit(lambda x: x * 1.5 + 1.0, device="cpu")
+    x = np.random.default_rng(3).standard_normal(4099).astype(np.float32)
+    llvm_ir = f.lower(x).text("llvm")
+    assert re.search(r"fmul contract <\d+ x float>", llvm_ir)
+    if "+fma" in llvm.get_host_cpu_features().flatten():
+        assert "vfmadd" in f.lower(x).text("asm")
+        exact = x.astype(np.float64) * 1.5 + 1.0
+        ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+        assert (np.abs(f(x) - exact) <= 0.5 * ulp).all()

@@ -57,7 +57,8 @@ def test_counting_loop():
     def f(x):
         return sn.while_loop(lambda s: s[1] < 5, lambda s: (s[0] * 1.5 + 1.0, s[1] + 1), (x, 0))
 
-    x, n = _check(f, RNG.standard_normal(37).astype(np.float32))
+    # f32: the CPU fuses x*1.5 + 1 into one FMA (one rounding), the interpreter rounds twice
+    x, n = _check(f, RNG.standard_normal(37).astype(np.float32), rtol=1e-6)
     assert int(n) == 5
 
 
@@ -226,7 +227,8 @@ def test_row_local_loop_runs_in_blocks_and_matches(rows):
 
 
 def test_row_local_evolve_with_a_tail_block():
-    x = RNG.standard_normal((131, 248)).astype(np.float32)  # 131 rows: blocks + a tail
+    # rows of 24: several rows per block (see ROW_BLOCK_BYTES); 131 rows: blocks + a tail
+    x = RNG.standard_normal((131, 24)).astype(np.float32)
     f = lambda x: sn.evolve(x, max_recursion=13, threshold=0.99)  # noqa: E731
     _, k = _loop_kernel(f, x)
     rb = k.loop.row_blocks
@@ -242,7 +244,7 @@ def test_row_local_evolve_with_a_tail_block():
 def test_explain_says_whether_a_loop_is_row_local_and_why_not():
     x = np.zeros((64, 248), np.float32)
     text = sn.jit(lambda x: sn.evolve(x)).explain(x).text(times=False)
-    assert "row-local: 1 blocks of 64 rows" in text
+    assert "row-local: each row runs the whole loop on its own" in text  # ~1 KiB rows
     assert re.search(r"body k0_\w+: reduce over \[64,248\]", text)  # the one body kernel
     assert "body k1" not in text
 
