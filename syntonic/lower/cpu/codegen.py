@@ -84,6 +84,7 @@ I1 = ir.IntType(1)
 I8 = abi.I8
 I8P = abi.I8P
 I64 = ir.IntType(64)
+I32 = ir.IntType(32)
 F64 = ir.DoubleType()
 CODEGEN_VERSION = "cpu-codegen-1"
 MAX_BLOCKS = 256
@@ -130,6 +131,12 @@ SHORT_F32_SUM = 256
 # array of the row (rows of at most CACHE_MAX_BYTES per cached value) and loaded back.
 CACHE_MIN_OPS = 4
 CACHE_MAX_BYTES = 16 * 1024
+# A block of a row-local loop prefetches the next block's carried rows (inputs, and the
+# output rows it will write) when it starts, up to this many bytes per carried value:
+# the rows arrive while this block iterates (blocks of one ~1 KiB row otherwise wait for
+# memory at each row: evolve f32[65536,248] took 38.1 ms without, 28.2 ms with, in one
+# same-process comparison; blocks of 64 rows: 29.5 ms)
+PREFETCH_MAX_BYTES = 4096
 
 
 # Split full reductions: a single-phase reduction of every axis (no element stores) over
@@ -435,6 +442,9 @@ class _LoopEmitter:
         self.idx = idx
         self.loop = loop
         self.memcpy = outer.mod.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
+        self.prefetch = outer.mod.globals.get("llvm.prefetch.p0i8") or ir.Function(
+            outer.mod, ir.FunctionType(ir.VoidType(), [I8P, I32, I32, I32]),
+            "llvm.prefetch.p0i8")
 
     @property
     def items(self) -> int:
@@ -528,6 +538,11 @@ class _LoopEmitter:
             b.store(outs[i], cell)
             copy(outs[i], raw(loop.inputs[i], is_row(i)), i)
             cells.append(cell)
+        if blocked:  # the next block's rows: from memory while this block iterates
+            for i in range(n):
+                if is_row(i):
+                    self._prefetch(b, raw(loop.inputs[i], True), carried_types[i].nbytes, 0)
+                    self._prefetch(b, outs[i], carried_types[i].nbytes, 1)
         tables = {}
         for sub, plan, sub_prog, t in ((cond, cplan, cond_prog, "c"),
                                        (body, bplan, body_prog, "b")):
@@ -604,6 +619,15 @@ class _LoopEmitter:
                 copy(outs[i], cur, i)
         b.ret_void()
         return fn
+
+
+    def _prefetch(self, b: ir.IRBuilder, block: ir.Value, nbytes: int, write: int) -> None:
+        """Prefetch the `nbytes` that follow `block` (the next block's rows of a buffer),
+        one cache line at a time, up to PREFETCH_MAX_BYTES (a prefetch never faults, so
+        the last block's, past the end, is harmless)."""
+        for off in range(0, min(nbytes, PREFETCH_MAX_BYTES), 64):
+            b.call(self.prefetch, [b.gep(block, [I64(nbytes + off)]), I32(write), I32(3),
+                                   I32(1)])
 
 
 class _counted_loop:  # noqa: N801 - used as a context manager like llvmlite's helpers

@@ -306,3 +306,18 @@ def test_row_local_evolve_row_by_row_on_many_random_batches(shape, max_recursion
         seen_max |= bool((depth == max_recursion).any())
         seen_top |= bool(((depth > 0) & (depth < max_recursion)).any())
     assert seen_zero and (seen_max if max_recursion == 2 else seen_top)
+
+
+def test_row_blocks_prefetch_the_next_rows():
+    # a block of a row-local loop prefetches the next block's carried rows (inputs, and
+    # its output rows for writing) so that one-row blocks do not wait for memory
+    x = RNG.standard_normal((64, 248)).astype(np.float32)
+    f = sn.jit(lambda x: sn.evolve(x, max_recursion=13, threshold=0.99), device="cpu")
+    llvm_ir = f.lower(x).text("llvm")
+    assert re.search(r"call void @llvm\.prefetch\.p0\(ptr [^,]+, i32 0, i32 3, i32 1\)", llvm_ir)
+    assert re.search(r"call void @llvm\.prefetch\.p0\(ptr [^,]+, i32 1, i32 3, i32 1\)", llvm_ir)
+    want = sn.jit(lambda x: sn.evolve(x, max_recursion=13, threshold=0.99),
+                  device="interpreter")(x)
+    got = f(x)
+    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-6)
