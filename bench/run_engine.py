@@ -3,9 +3,10 @@
 Run ``python bench/run_engine.py`` (``--quick`` skips the 65536-row case); it writes the
 section between two ``<!-- ENGINE -->`` lines of bench/README.md and leaves the rest alone.
 All f32. Peers, in this same process: numpy (the loop written with numpy array code, as in
-SPEC-ops.md, on f32 arrays) and ``jax.jit`` (``lax.while_loop``; skipped if jax is not
-installed). Times are the best of several back-to-back calls on resident inputs after a
-warm-up; ratios are peer time / syntonic time (> 1: syntonic is faster).
+SPEC-ops.md, on f32 arrays), ``jax.jit`` (``lax.while_loop``; skipped if jax is not
+installed), torch eager and ``torch.compile`` (when torch is installed). Times are the
+best of several back-to-back calls on resident inputs after a warm-up; ratios are peer
+time / syntonic time (> 1: syntonic is faster).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ try:
     jax.config.update("jax_platforms", "cpu")
 except ImportError:  # pragma: no cover - bench extra not installed
     jax = None
+
+try:  # not a declared dependency: `pip install torch` adds its columns
+    import torch  # noqa: E402
+except ImportError:  # pragma: no cover
+    torch = None
 
 PHI = (1.0 + math.sqrt(5.0)) / 2.0
 PHI_INV = PHI - 1.0
@@ -136,6 +142,56 @@ def jax_fns(n: int) -> tuple[Callable, Callable]:
     return jax.jit(evolve), jax.jit(dhsr)
 
 
+# --------------------------------------------------------------------- torch peers
+
+
+def torch_fns(n: int) -> dict[str, Callable]:
+    """torch eager and torch.compile (inductor, C++ on the CPU) versions of the loop and
+    of one cycle; the compiled loop is a Python loop over a compiled step (torch has no
+    traced while loop), so it syncs once per iteration for ``active.any()``."""
+    c = {k: torch.as_tensor(v) for k, v in _constants(n).items()}
+
+    def syntony(x):
+        num = torch.sum(torch.abs(x) * c["sqrt_w"], dim=-1) ** 2
+        den = c["wsum"] * torch.sum(x * x, dim=-1)
+        return torch.where(den == 0, 0.0, num / torch.where(den == 0, 1.0, den))
+
+    def dhsr(x):
+        alpha = (1.0 - syntony(x)) * (1 - PHI_INV)
+        u = x * (1.0 + alpha[:, None] * c["ramp"])
+        e = torch.sum(x * x, dim=-1, keepdim=True)
+        uu = torch.sum(u * u, dim=-1, keepdim=True)
+        d = torch.where(uu == 0, x, u * torch.sqrt(e / torch.where(uu == 0, 1.0, uu)))
+        m = torch.where(c["keep"], d, 0.0)
+        em = torch.sum(m * m, dim=-1, keepdim=True)
+        y = (1 - PHI_INV) * m + PHI_INV * torch.where(m >= 0, 1.0, -1.0) * torch.sqrt(em) \
+            * c["profile"]
+        return torch.where(em == 0, m, y)
+
+    def step(x, s, depth, active):
+        y = dhsr(x)
+        s_new = syntony(y)
+        accept = active & (s_new > s)
+        x = torch.where(accept[:, None], y, x)
+        s = torch.where(accept, s_new, s)
+        depth = depth + accept.to(torch.int32)
+        return x, s, depth, accept & (s < THRESHOLD) & (depth < MAX_RECURSION)
+
+    def looped(step_fn: Callable, init: Callable) -> Callable:
+        def evolve(x):
+            s = init(x)
+            carry = (x, s, torch.zeros(s.shape, dtype=torch.int32), s < THRESHOLD)
+            while bool(carry[3].any()):
+                carry = step_fn(*carry)
+            return carry[:3]
+        return evolve
+
+    compiled_step, compiled_syntony = torch.compile(step), torch.compile(syntony)
+    return {"torch": looped(step, syntony), "torch.compile": looped(compiled_step,
+                                                                     compiled_syntony),
+            "torch_dhsr": dhsr, "torch.compile_dhsr": torch.compile(dhsr)}
+
+
 # --------------------------------------------------------------------- syntonic
 
 
@@ -171,6 +227,11 @@ def run(quick: bool) -> list[tuple[str, dict[str, float], str]]:
         if jax is not None:
             jev, _ = jax_fns(shape[1])
             times["jax"] = best(jax_call(lambda a, f=jev: f(a)[0], x), repeat, number)
+        if torch is not None:
+            tf, tx = torch_fns(shape[1]), torch.from_numpy(x)
+            for peer in ("torch.compile", "torch"):
+                times[peer] = best(lambda f=tf[peer], a=tx: f(a), max(2, repeat // 2),
+                                   number if shape[0] < 10000 else 1)
         rows.append((f"evolve f32{list(shape)}", times, note))
     for shape in [(4096, 248)]:
         x = rng.standard_normal(shape).astype(np.float32)
@@ -180,6 +241,10 @@ def run(quick: bool) -> list[tuple[str, dict[str, float], str]]:
         if jax is not None:
             _, jd = jax_fns(shape[1])
             times["jax"] = best(jax_call(jd, x), 20, 5)
+        if torch is not None:
+            tf, tx = torch_fns(shape[1]), torch.from_numpy(x)
+            for peer in ("torch.compile", "torch"):
+                times[peer] = best(lambda f=tf[f"{peer}_dhsr"], a=tx: f(a), 20, 5)
         rows.append((f"dhsr_cycle f32{list(shape)}", times, ""))
     return rows
 
@@ -189,7 +254,7 @@ def _fmt(t: float) -> str:
 
 
 def report(rows: list[tuple[str, dict[str, float], str]]) -> str:
-    peers = ["numpy", "jax"]
+    peers = ["numpy", "jax", "torch.compile", "torch"]
     lines = [
         "## Engine (CPU): evolve loop and DHSR cycle",
         "",
@@ -199,7 +264,10 @@ def report(rows: list[tuple[str, dict[str, float], str]]) -> str:
         "",
         "evolve = `sn.evolve(x, max_recursion=13, threshold=0.99)` (one compiled `while` "
         "loop); the numpy peer is the same loop written with numpy array code, the jax "
-        "peer `lax.while_loop` under `jax.jit`. Ratio = peer / syntonic.",
+        "peer `lax.while_loop` under `jax.jit`, the torch peers the same code with torch "
+        "ops, eager and under `torch.compile` (a Python loop over a compiled step: torch "
+        "has no traced while loop; columns shown when torch is installed, "
+        "`pip install torch`). Ratio = peer / syntonic.",
         "",
         "| workload | syntonic | " + " | ".join(peers) + " | notes |",
         "|---|---|" + "---|" * len(peers) + "---|",
