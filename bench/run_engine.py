@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,83 +100,63 @@ def np_evolve(x: np.ndarray, c: dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return x, s, depth
 
 
-# --------------------------------------------------------------------- jax peer
+# ------------------------------------------------------- jax and torch peers
 
 
-def jax_fns(n: int) -> tuple[Callable, Callable]:
-    c = {k: jnp.asarray(v) for k, v in _constants(n).items()}
+def array_fns(xp: Any, n: int) -> tuple[Callable, Callable, Callable]:
+    """(syntony, dhsr, step) written once with an array library's numpy-like functions
+    (``jax.numpy`` or ``torch``, which both take ``axis``/``keepdims``); ``step`` is one
+    iteration of the evolve loop on the carry (x, s, depth, active)."""
+    c = {k: xp.asarray(v) for k, v in _constants(n).items()}
 
     def syntony(x):
-        num = jnp.sum(jnp.abs(x) * c["sqrt_w"], axis=-1) ** 2
-        den = c["wsum"] * jnp.sum(x * x, axis=-1)
-        return jnp.where(den == 0, 0.0, num / jnp.where(den == 0, 1.0, den))
+        num = xp.sum(xp.abs(x) * c["sqrt_w"], axis=-1) ** 2
+        den = c["wsum"] * xp.sum(x * x, axis=-1)
+        return xp.where(den == 0, 0.0, num / xp.where(den == 0, 1.0, den))
 
     def dhsr(x):
         alpha = (1.0 - syntony(x)) * (1 - PHI_INV)
         u = x * (1.0 + alpha[:, None] * c["ramp"])
-        e = jnp.sum(x * x, axis=-1, keepdims=True)
-        uu = jnp.sum(u * u, axis=-1, keepdims=True)
-        d = jnp.where(uu == 0, x, u * jnp.sqrt(e / jnp.where(uu == 0, 1.0, uu)))
-        m = jnp.where(c["keep"], d, 0.0)
-        em = jnp.sum(m * m, axis=-1, keepdims=True)
-        y = (1 - PHI_INV) * m + PHI_INV * jnp.where(m >= 0, 1.0, -1.0) * jnp.sqrt(em) \
+        e = xp.sum(x * x, axis=-1, keepdims=True)
+        uu = xp.sum(u * u, axis=-1, keepdims=True)
+        d = xp.where(uu == 0, x, u * xp.sqrt(e / xp.where(uu == 0, 1.0, uu)))
+        m = xp.where(c["keep"], d, 0.0)
+        em = xp.sum(m * m, axis=-1, keepdims=True)
+        y = (1 - PHI_INV) * m + PHI_INV * xp.where(m >= 0, 1.0, -1.0) * xp.sqrt(em) \
             * c["profile"]
-        return jnp.where(em == 0, m, y)
+        return xp.where(em == 0, m, y)
+
+    def step(x, s, depth, active):
+        y = dhsr(x)
+        s_new = syntony(y)
+        accept = active & (s_new > s)
+        x = xp.where(accept[:, None], y, x)
+        s = xp.where(accept, s_new, s)
+        depth = depth + accept  # int32 + bool stays int32
+        return x, s, depth, accept & (s < THRESHOLD) & (depth < MAX_RECURSION)
+
+    return syntony, dhsr, step
+
+
+def jax_fns(n: int) -> tuple[Callable, Callable]:
+    """``jax.jit`` of the loop (``lax.while_loop``) and of one cycle."""
+    syntony, dhsr, step = array_fns(jnp, n)
 
     def evolve(x):
         s = syntony(x)
         carry = (x, s, jnp.zeros(s.shape, jnp.int32), s < THRESHOLD)
-
-        def body(carry):
-            x, s, depth, active = carry
-            y = dhsr(x)
-            s_new = syntony(y)
-            accept = active & (s_new > s)
-            x = jnp.where(accept[:, None], y, x)
-            s = jnp.where(accept, s_new, s)
-            depth = depth + accept.astype(jnp.int32)
-            return x, s, depth, accept & (s < THRESHOLD) & (depth < MAX_RECURSION)
-
-        x, s, depth, _ = jax.lax.while_loop(lambda c: jnp.any(c[3]), body, carry)
+        x, s, depth, _ = jax.lax.while_loop(lambda c: jnp.any(c[3]), lambda c: step(*c),
+                                            carry)
         return x, s, depth
 
     return jax.jit(evolve), jax.jit(dhsr)
-
-
-# --------------------------------------------------------------------- torch peers
 
 
 def torch_fns(n: int) -> dict[str, Callable]:
     """torch eager and torch.compile (inductor, C++ on the CPU) versions of the loop and
     of one cycle; the compiled loop is a Python loop over a compiled step (torch has no
     traced while loop), so it syncs once per iteration for ``active.any()``."""
-    c = {k: torch.as_tensor(v) for k, v in _constants(n).items()}
-
-    def syntony(x):
-        num = torch.sum(torch.abs(x) * c["sqrt_w"], dim=-1) ** 2
-        den = c["wsum"] * torch.sum(x * x, dim=-1)
-        return torch.where(den == 0, 0.0, num / torch.where(den == 0, 1.0, den))
-
-    def dhsr(x):
-        alpha = (1.0 - syntony(x)) * (1 - PHI_INV)
-        u = x * (1.0 + alpha[:, None] * c["ramp"])
-        e = torch.sum(x * x, dim=-1, keepdim=True)
-        uu = torch.sum(u * u, dim=-1, keepdim=True)
-        d = torch.where(uu == 0, x, u * torch.sqrt(e / torch.where(uu == 0, 1.0, uu)))
-        m = torch.where(c["keep"], d, 0.0)
-        em = torch.sum(m * m, dim=-1, keepdim=True)
-        y = (1 - PHI_INV) * m + PHI_INV * torch.where(m >= 0, 1.0, -1.0) * torch.sqrt(em) \
-            * c["profile"]
-        return torch.where(em == 0, m, y)
-
-    def step(x, s, depth, active):
-        y = dhsr(x)
-        s_new = syntony(y)
-        accept = active & (s_new > s)
-        x = torch.where(accept[:, None], y, x)
-        s = torch.where(accept, s_new, s)
-        depth = depth + accept.to(torch.int32)
-        return x, s, depth, accept & (s < THRESHOLD) & (depth < MAX_RECURSION)
+    syntony, dhsr, step = array_fns(torch, n)
 
     def looped(step_fn: Callable, init: Callable) -> Callable:
         def evolve(x):
