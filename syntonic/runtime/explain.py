@@ -349,6 +349,7 @@ def _value_text(prog: Program, buffer_of: Mapping[Value, int], value: Value) -> 
 BUDGET_S = 0.03  # seconds of timed calls per quantity measured (the call, the kernels)
 BATCH_S = 2e-4  # a timed batch runs about this long (many calls for small functions)
 MAX_SAMPLES = 25
+SLOW_S = 0.1  # a call slower than this is not timed further (explain stays quick)
 
 
 def _plural(n: int, word: str, plural: str = "") -> str:
@@ -473,8 +474,9 @@ def _cpu_facts(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
             facts.append("inputs checked by a cached key (dtype and shape of each array)")
         else:
             facts.append("inputs checked by binding the arguments and building the "
-                         "signature key (this signature was first traced by explain, trace "
-                         "or lower, not by a call, so it has no cached array-only key)")
+                         "signature key on the first call (this signature was traced by "
+                         "explain, trace or lower); later calls find it by a cached key "
+                         "(dtype and shape of each array)")
     else:
         facts.append("inputs checked by binding the arguments and building the signature "
                      "key (keywords, static arguments, pytrees or scalars)")
@@ -535,6 +537,11 @@ def _cpu_measure(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
 
     hot = fn._hot
     try:
+        first = calls(1)
+        if first > SLOW_S:  # one call already costs far more than any dispatch
+            return OverheadReport("cpu", facts, not_measured=(
+                f"one call takes {first * 1e3:.0f} ms, where the per-call overhead (a few "
+                "µs) is below the timing noise; explain a smaller input to measure it"))
         n, samples = _batch_size(calls)
         call = _best(calls, n, samples)
     finally:

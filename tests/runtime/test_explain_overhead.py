@@ -178,3 +178,26 @@ def test_gpu_facts_for_abstract_arguments_need_no_compile(fake_gpu):
     assert o.device == "cuda" and o.not_measured == "abstract arguments"
     assert o.facts[0] == "1 kernel launch per call"
     assert fake_gpu.loaded == []  # no module was built or loaded
+
+
+def test_a_slow_call_is_run_once_and_not_timed(monkeypatch):
+    # explain stays quick on big inputs: a call slower than SLOW_S is not repeated
+    calls = []
+    f = sn.jit(_small, device="cpu")
+    f(X)
+    monkeypatch.setattr(explain, "SLOW_S", 0.0)
+    real = f.__class__.__call__
+    monkeypatch.setattr(f.__class__, "__call__",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    o = f.explain(X).overhead
+    assert not o.measured and "one call takes" in o.not_measured
+    assert len(calls) == 1
+    assert "per-call overhead (cpu): not measured (one call takes" in str(f.explain(X))
+
+
+def test_facts_of_a_signature_first_traced_by_explain():
+    f = sn.jit(lambda x: (x * 2.0, x + 1.0), device="cpu")  # multi-output: no hot path
+    facts = f.explain(X).overhead.facts
+    assert any("on the first call" in fact and "cached key" in fact for fact in facts)
+    facts = f.explain(X).overhead.facts  # the first explain's calls made the cheap key
+    assert any(fact.startswith("inputs checked by a cached key") for fact in facts)
