@@ -248,6 +248,36 @@ class RowBlocks:
     def n_blocks(self) -> int:
         return -(-self.rows // self.block)
 
+    @property
+    def scratch_bytes(self) -> int:
+        """Bytes of a block's own buffers (temporaries and sub-program outputs of the
+        block programs, plus staging as large as the carried values): what a CPU thread
+        keeps on its stack per block."""
+        total = 0
+        for prog in (self.cond, self.body):
+            for buf in prog.buffers:
+                if buf.role is not Role.PARAM and buf.role is not Role.CONST:
+                    total += buf.type.nbytes
+            if prog is self.body:  # staging for carried values passed through
+                total += sum(prog.buffers[p].type.nbytes for p in prog.params)
+        return total
+
+
+# A CPU thread runs a block of a row-local loop with the block's temporaries on its
+# stack; a block needing more than this (rows of millions of elements) runs as one whole
+# loop instead, with temporaries in the program's workspace (threads have stacks of a few
+# MiB). See cpu_row_blocks.
+BLOCK_STACK_LIMIT = 1 << 20
+
+
+def cpu_row_blocks(loop: Loop) -> RowBlocks | None:
+    """`loop.row_blocks` if the CPU runs the loop block by block, else None (not
+    row-local, or a block's temporaries would not fit on a thread's stack)."""
+    rb = loop.row_blocks
+    if rb is None or rb.scratch_bytes > BLOCK_STACK_LIMIT:
+        return None
+    return rb
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Loop:
@@ -532,7 +562,8 @@ def space_size(k: Kernel) -> int:
 
 
 __all__ = [
-    "Acc", "Apply", "Buffer", "Const", "Contraction", "Iota", "Kernel", "Level", "Load", "Node",
-    "Loop", "Opaque", "Operand", "OutputRef", "Phase", "Program", "REDUCTION_COMBINE", "Reduction",
-    "Role", "RowBlocks", "SourceOp", "Store", "acc_dependencies", "check_kernel", "space_size",
+    "BLOCK_STACK_LIMIT", "Acc", "Apply", "Buffer", "Const", "Contraction", "Iota", "Kernel",
+    "Level", "Load", "Node", "Loop", "Opaque", "Operand", "OutputRef", "Phase", "Program",
+    "REDUCTION_COMBINE", "Reduction", "Role", "RowBlocks", "SourceOp", "Store",
+    "acc_dependencies", "check_kernel", "cpu_row_blocks", "space_size",
 ]

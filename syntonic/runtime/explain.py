@@ -37,7 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syntonic.ir.graph import Graph, Location, Value
-from syntonic.lower.kernel import Kernel, Loop, Program, SourceOp
+from syntonic.lower.kernel import (
+    BLOCK_STACK_LIMIT,
+    Kernel,
+    Loop,
+    Program,
+    SourceOp,
+    cpu_row_blocks,
+)
 from syntonic.passes.fusion import REASONS, FusionPlan, Reason
 
 
@@ -308,7 +315,12 @@ def _loop_lines(kernel: Kernel) -> tuple[str, ...]:
     lines = [f"loop: {loop.carried} carried values; cond {count(loop.cond)}, body "
              f"{count(loop.body)}; {how}"]
     rb = loop.row_blocks
-    if rb is not None:
+    if rb is not None and cpu_row_blocks(loop) is None:
+        lines.append(f"row-local, but a block's temporaries ({rb.scratch_bytes / 2**20:.1f} "
+                     f"MiB) exceed a CPU thread's stack budget "
+                     f"({BLOCK_STACK_LIMIT / 2**20:.0f} MiB): the CPU runs the whole loop at "
+                     "once, temporaries in the workspace")
+    elif rb is not None:
         lines.append("row-local: each row runs the whole loop on its own, in parallel, until "
                      "its own flag is false (finished rows do no more work)" if rb.block == 1
                      else f"row-local: {rb.n_blocks} blocks of {rb.block} rows run the whole "

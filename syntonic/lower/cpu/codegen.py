@@ -77,6 +77,7 @@ from syntonic.lower.kernel import (
     Store,
     acc_dependencies,
     check_kernel,
+    cpu_row_blocks,
 )
 from syntonic.lower.view import View
 
@@ -299,7 +300,7 @@ class _ModuleEmitter:
                 fn = emitter.emit()
                 self.symbols.append(fn.name)
                 kernels.append((fn, emitter.items))
-                rb = k.loop.row_blocks
+                rb = cpu_row_blocks(k.loop)
                 steps.append({"kind": "native", "kernel": idx, "symbol": fn.name,
                               "items": emitter.items, "name": k.name, "flops": 0,
                               "points": int(math.prod(k.space)) if rb else 1})
@@ -402,7 +403,7 @@ class _ModuleEmitter:
 
 def native_loop(loop: Any) -> bool:
     """True if the CPU runs `loop` as a native loop (see native_program)."""
-    rb = loop.row_blocks
+    rb = cpu_row_blocks(loop)
     progs = [loop.cond, loop.body] if rb is None else \
         [p for p in (rb.cond, rb.body, rb.tail_cond, rb.tail_body) if p is not None]
     return all(native_program(p) for p in progs)
@@ -448,7 +449,7 @@ class _LoopEmitter:
 
     @property
     def items(self) -> int:
-        rb = self.loop.row_blocks
+        rb = cpu_row_blocks(self.loop)
         return rb.n_blocks if rb is not None else 1
 
     def _sub(self, tag: str, prog: Program) -> tuple[_ModuleEmitter, dict[str, Any]]:
@@ -461,7 +462,7 @@ class _LoopEmitter:
     def emit(self) -> ir.Function:
         outer, loop = self.outer, self.loop
         fn = abi.declare_kernel(outer.mod, f"{outer.prefix}_k{self.idx}")
-        rb = loop.row_blocks
+        rb = cpu_row_blocks(loop)
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         if rb is None:
             run = self._runner("", loop.cond, loop.body, None)

@@ -321,3 +321,29 @@ def test_row_blocks_prefetch_the_next_rows():
     got = f(x)
     np.testing.assert_array_equal(got[2], want[2])
     np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-6)
+
+
+def test_row_blocks_too_big_for_a_thread_stack_run_as_one_loop(monkeypatch):
+    # rows of hundreds of thousands of elements: a block's temporaries would not fit on
+    # a pool thread's stack (rows of millions crashed), so the CPU runs the whole loop
+    from syntonic.lower import kernel
+
+    x = RNG.standard_normal((2, 300_000)).astype(np.float32)
+    f = sn.jit(lambda x: sn.evolve(x, max_recursion=2, threshold=0.99), device="cpu")
+    _, k = _loop_kernel(f, x)
+    assert k.loop.row_blocks is not None and kernel.cpu_row_blocks(k.loop) is None
+    assert "exceed a CPU thread's stack budget" in f.explain(x).text(times=False)
+    got = f(x)
+    want = sn.jit(lambda x: sn.evolve(x, max_recursion=2, threshold=0.99),
+                  device="interpreter")(x)
+    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    # the same small loop, with the budget lowered, gives the block-by-block result
+    y = RNG.standard_normal((37, 24))
+    g = sn.jit(lambda x: sn.evolve(x, max_recursion=13, threshold=0.999), device="cpu")
+    blocked = g(y)
+    monkeypatch.setattr(kernel, "BLOCK_STACK_LIMIT", 0)
+    whole = sn.jit(lambda x: sn.evolve(x, max_recursion=13, threshold=0.999),
+                   device="cpu")(y)
+    for a, b in zip(blocked, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
