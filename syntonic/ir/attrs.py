@@ -12,7 +12,7 @@ row-major order; ``dense<1.0>`` when every element is equal).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -155,6 +155,9 @@ class TensorValue:
     """An immutable tensor constant; equality and hash are by dtype, shape and bytes."""
 
     array: np.ndarray
+    # its dense<...> text, made once (a graph is printed at several stages; a 1M-element
+    # constant takes a fraction of a second to format)
+    _text: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.array.setflags(write=False)
@@ -167,15 +170,6 @@ class TensorValue:
 
     def __hash__(self) -> int:
         return hash(self._key())
-
-
-def _format_scalar(x: Any, dtype: DType) -> str:
-    if dtype.is_bool:
-        return "true" if x else "false"
-    if dtype.is_int:
-        return str(int(x))
-    # The f64 repr of an f16/f32 value is exact, so parsing it back cannot double-round.
-    return format_float(float(x))
 
 
 class TensorKind(AttrKind):
@@ -202,9 +196,20 @@ class TensorKind(AttrKind):
         return TensorValue(np.array(arr, dtype=result_type.dtype.np, order="C", copy=True))
 
     def format(self, value: TensorValue) -> str:
-        arr = value.array
+        if not value._text:
+            value._text.append(self._format(value.array))
+        return value._text[0]
+
+    @staticmethod
+    def _format(arr: np.ndarray) -> str:
         dtype = DType.from_numpy(arr.dtype)
-        texts = [_format_scalar(v, dtype) for v in arr.reshape(-1).tolist()]
+        items = arr.reshape(-1).tolist()
+        if dtype.is_bool:
+            texts = ["true" if v else "false" for v in items]
+        elif dtype.is_int:
+            texts = list(map(str, items))
+        else:  # format_float of each (repr of a Python float is the same text)
+            texts = list(map(repr, items))
         # A splat needs equal printed elements: -0.0 next to 0.0 is kept apart, while NaNs
         # of any sign or payload (all printed `nan`) must splat, or the text would change
         # on a second print -> parse -> print.

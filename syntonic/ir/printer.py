@@ -74,6 +74,18 @@ class Namer:
             return f"%<undefined {v!r}>"
 
 
+def name_op(op: Op, namer: Namer) -> None:
+    """Name op's results and its regions' values exactly as :func:`format_op` would,
+    without formatting anything (constants can be huge)."""
+    for r in op.results:
+        namer.result(r)
+    for region in op.regions:
+        for p in region.params:
+            namer.param(p)
+        for inner in region.ops:
+            name_op(inner, namer)
+
+
 def format_op(op: Op, namer: Namer, locs: bool = True, indent: str = "  ") -> str:
     """One op as text; an op with regions spans several lines (regions indented)."""
     operands = ", ".join(namer[v] for v in op.operands)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from syntonic.ir.errors import IRError
 from syntonic.ir.graph import Graph, Op, Value
-from syntonic.ir.printer import Namer, format_op
+from syntonic.ir.printer import Namer, format_op, name_op
 from syntonic.ir.registry import get_op
 
 
@@ -81,11 +81,7 @@ def _verify_op(g: Graph, op: Op, defined: set[Value], namer: Namer) -> None:
         defined.add(r)
     # Name the results (and a region's values) exactly as the printer numbers them.
     namer.counter = start
-    if op.regions:
-        _safe_text(op, namer)
-    else:
-        for r in op.results:
-            namer.result(r)
+    name_op(op, namer)
 
 
 def _safe_text(op: Op, namer: Namer) -> str:

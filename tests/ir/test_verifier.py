@@ -177,3 +177,38 @@ def test_message_shows_the_op_as_ir_text() -> None:
     ops[1] = dataclasses.replace(ops[1], results=(wrong,))
     message = _message(_replace(g, ops))
     assert "= harmonize %0 {strength=0.5}" in message
+
+
+def test_verifying_formats_no_constant_and_names_as_the_printer(monkeypatch) -> None:
+    # A loop region full of constants: verify() numbers its values without printing them
+    # (printing a 1M-element mask took seconds per pass), and an error after the loop
+    # still names values exactly as the printed graph does.
+    import syntonic as sn
+    from syntonic.ir.attrs import TensorKind
+
+    x = np.ones((2, 300), np.float32)
+    g = sn.jit(lambda x: sn.evolve(x, max_recursion=2)).trace(x)
+    assert any(op.regions for op in g.ops)
+    formatted: list[int] = []
+    real = TensorKind._format
+    monkeypatch.setattr(TensorKind, "_format",
+                        staticmethod(lambda arr: formatted.append(arr.size) or real(arr)))
+    assert verify(g) is g
+    assert formatted == []
+    last = g.ops[-1]
+    wrong = Value(TensorType(last.result.type.dtype, (7,)))
+    bad = _replace(g, [*g.ops[:-1], dataclasses.replace(last, results=(wrong,))])
+    line = [t for t in g.text().splitlines() if t.startswith("  %")][-1]  # the last op
+    assert f"= {last.name} " in line
+    assert line.split(" : ")[0].strip() in _message(bad)
+
+
+def test_a_tensor_constant_is_formatted_once() -> None:
+    from syntonic.ir.attrs import TensorKind
+
+    value = TensorValue(np.array([0.1, -0.0, np.nan, np.inf, 3.0], np.float32))
+    text = TensorKind().format(value)
+    assert text == "dense<[0.10000000149011612,-0.0,nan,inf,3.0]>"
+    assert value._text == [text] and TensorKind().format(value) is text
+    assert TensorKind().format(TensorValue(np.array([True, True]))) == "dense<true>"
+    assert TensorKind().format(TensorValue(np.array([3, -4], np.int64))) == "dense<[3,-4]>"

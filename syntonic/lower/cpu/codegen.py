@@ -269,20 +269,16 @@ class _ModuleEmitter:
         if g is None:
             buf = self.prog.buffers[bid]
             assert buf.data is not None
+            # The bytes as one i8 array (c"..." in the text; a typed pointer is a bitcast):
+            # formatting and parsing an element list costs seconds for a 1M-element mask.
             arr = np.ascontiguousarray(buf.data, buf.type.dtype.np).reshape(-1)
-            ty = STORAGE_TYPES[buf.type.dtype]
-            if buf.type.dtype.is_bool:
-                values = [ir.Constant(ty, int(v)) for v in arr]
-            elif buf.type.dtype.is_int:
-                values = [ir.Constant(ty, int(v)) for v in arr]
-            else:
-                values = [ir.Constant(ty, float(v)) for v in arr]
-            aty = ir.ArrayType(ty, max(len(values), 1))
+            data = bytearray(arr.view(np.uint8).tobytes()) or bytearray(1)
+            aty = ir.ArrayType(ir.IntType(8), len(data))
             g = ir.GlobalVariable(self.mod, aty, f"{self.prefix}.const{bid}")
             g.global_constant = True
             g.linkage = "internal"
             g.align = 64
-            g.initializer = ir.Constant(aty, values or [ir.Constant(ty, 0)])
+            g.initializer = ir.Constant(aty, data)
             self.globals[bid] = g
         return g
 

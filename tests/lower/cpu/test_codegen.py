@@ -209,3 +209,20 @@ def test_multiply_add_contracts_to_fma_within_one_rounding():
         exact = x.astype(np.float64) * 1.5 + 1.0
         ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
         assert (np.abs(f(x) - exact) <= 0.5 * ulp).all()
+
+
+@pytest.mark.parametrize("dtype", ["bool", "i32", "i64", "f16", "f32", "f64"])
+def test_non_splat_constants_of_every_dtype_are_bit_exact(dtype: str) -> None:
+    # constants are emitted as their bytes (one i8 array) and read through a typed pointer
+    dt = DType[dtype]
+    c = _data(dt, (3, 1001))
+    if dt.is_float:
+        c.reshape(-1)[:4] = [np.nan, -0.0, np.inf, -np.inf]
+    x = _data(dt, (3, 1001))
+    f = sn.jit(lambda x: sn.where(x == x, c, x) if dt.is_float else (x == c if dt.is_bool
+                                                                      else x * 0 + c),
+               device="cpu")
+    got = f(x)
+    want = np.where(x == x, c, x) if dt.is_float else (x == c if dt.is_bool else c)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
