@@ -116,6 +116,13 @@ class Graph:
 
         return print_graph(self, locs=locs)
 
+    def key_text(self) -> str:
+        """Text that identifies the graph for a compile cache key: :meth:`text`, with
+        large constants as a digest of their bytes (not parseable)."""
+        from syntonic.ir.printer import print_graph
+
+        return print_graph(self, digest=True)
+
     @property
     def input_types(self) -> tuple[TensorType, ...]:
         return tuple(p.type for p in self.params)

@@ -14,9 +14,11 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
+from syntonic.ir.attrs import TensorValue
 from syntonic.ir.graph import Graph, Location, Op, Value
 from syntonic.ir.registry import get_op
 
@@ -27,12 +29,18 @@ def format_loc(loc: Location | None) -> str:
     return "" if loc is None else f" loc({json.dumps(loc.file)}:{loc.line})"
 
 
-def format_attrs(op: Op) -> str:
+DIGEST_MIN = 64  # key text: constants of more elements print as a digest of their bytes
+
+
+def format_attrs(op: Op, digest: bool = False) -> str:
     specs = get_op(op.name).attr_specs
     parts = []
     for name, value in op.attrs:
         spec = specs[name]
         if not spec.required and _equal_default(value, spec.default):
+            continue
+        if digest and isinstance(value, TensorValue) and value.array.size > DIGEST_MIN:
+            parts.append(f"{name}=dense<sha256:{hashlib.sha256(value.array).hexdigest()}>")
             continue
         parts.append(f"{name}={spec.kind.format(value)}")
     return " {" + ", ".join(parts) + "}" if parts else ""
@@ -86,14 +94,15 @@ def name_op(op: Op, namer: Namer) -> None:
             name_op(inner, namer)
 
 
-def format_op(op: Op, namer: Namer, locs: bool = True, indent: str = "  ") -> str:
+def format_op(op: Op, namer: Namer, locs: bool = True, indent: str = "  ",
+              digest: bool = False) -> str:
     """One op as text; an op with regions spans several lines (regions indented)."""
     operands = ", ".join(namer[v] for v in op.operands)
     results = ", ".join(namer.result(r) for r in op.results)
-    attrs = format_attrs(op)
+    attrs = format_attrs(op, digest)
     region_lines: list[str] = []
     for name, region in zip(get_op(op.name).regions, op.regions):
-        region_lines += _format_region(name, region, namer, locs, indent + "  ")
+        region_lines += _format_region(name, region, namer, locs, indent + "  ", digest)
     types = ", ".join(str(r.type) for r in op.results)
     text = f"{results} = {op.name}" if op.results else op.name
     if operands:
@@ -104,16 +113,18 @@ def format_op(op: Op, namer: Namer, locs: bool = True, indent: str = "  ") -> st
     return text + (format_loc(op.loc) if locs else "")
 
 
-def _format_region(name: str, g: Graph, namer: Namer, locs: bool, indent: str) -> list[str]:
+def _format_region(name: str, g: Graph, namer: Namer, locs: bool, indent: str,
+                   digest: bool) -> list[str]:
     params = ", ".join(f"{namer.param(p)}: {p.type}" for p in g.params)
     lines = [f"{indent}{name}({params}) {{"]
-    lines += _format_body(g, namer, locs, indent + "  ")
+    lines += _format_body(g, namer, locs, indent + "  ", digest)
     lines.append(f"{indent}}}")
     return lines
 
 
-def _format_body(g: Graph, namer: Namer, locs: bool, indent: str) -> list[str]:
-    lines = [indent + format_op(op, namer, locs, indent) for op in g.ops]
+def _format_body(g: Graph, namer: Namer, locs: bool, indent: str,
+                 digest: bool = False) -> list[str]:
+    lines = [indent + format_op(op, namer, locs, indent, digest) for op in g.ops]
     ret = f"{indent}return"
     if g.outputs:
         ret += " " + ", ".join(namer[v] for v in g.outputs)
@@ -121,7 +132,10 @@ def _format_body(g: Graph, namer: Namer, locs: bool, indent: str) -> list[str]:
     return lines
 
 
-def print_graph(g: Graph, locs: bool = True) -> str:
+def print_graph(g: Graph, locs: bool = True, digest: bool = False) -> str:
+    """The text form of `g`. ``digest=True`` gives a key text instead (not parseable):
+    constants of more than DIGEST_MIN elements print as the SHA-256 of their bytes, so a
+    compile key costs a hash, not the formatting of a large constant."""
     namer = Namer()
     params = ", ".join(f"{namer.param(p)}: {p.type}" for p in g.params)
     outs = ", ".join(str(v.type) for v in g.outputs)
@@ -132,7 +146,7 @@ def print_graph(g: Graph, locs: bool = True) -> str:
     if locs:
         header += format_loc(g.loc)
     lines = [header + " {"]
-    lines += _format_body(g, namer, locs, "  ")
+    lines += _format_body(g, namer, locs, "  ", digest)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -311,7 +311,7 @@ def compile_graph(graph: Any) -> NativeProgram:
 
         return lower_to_kernels(fuse(run_pipeline(graph)[-1].graph))
 
-    return compile_program(None, program_key(graph.text()), build)
+    return compile_program(None, program_key(graph.key_text()), build)
 
 
 def compile_program(program: Program | None, key: str,

@@ -272,13 +272,13 @@ class _ModuleEmitter:
             # The bytes as one i8 array (c"..." in the text; a typed pointer is a bitcast):
             # formatting and parsing an element list costs seconds for a 1M-element mask.
             arr = np.ascontiguousarray(buf.data, buf.type.dtype.np).reshape(-1)
-            data = bytearray(arr.view(np.uint8).tobytes()) or bytearray(1)
-            aty = ir.ArrayType(ir.IntType(8), len(data))
+            data = arr.view(np.uint8) if arr.size else np.zeros(1, np.uint8)
+            aty = ir.ArrayType(ir.IntType(8), data.size)
             g = ir.GlobalVariable(self.mod, aty, f"{self.prefix}.const{bid}")
             g.global_constant = True
             g.linkage = "internal"
             g.align = 64
-            g.initializer = ir.Constant(aty, data)
+            g.initializer = ir.FormattedConstant(aty, _byte_string(data))
             self.globals[bid] = g
         return g
 
@@ -395,6 +395,16 @@ class _ModuleEmitter:
             raise BackendError(f"buffer b{bid} is a parameter the program does not list")
         slot = self._slot(bid, "temp")
         return abi.load_buffer(b, table, slot, elem, name=f"b{bid}" if bid >= 0 else "scratch")
+
+
+# "\\00" .. "\\FF" as 3-byte items (a take of these is one copy per byte)
+_HEX = np.array([list(f"\\{b:02X}".encode()) for b in range(256)], np.uint8).view("V3")[:, 0]
+
+
+def _byte_string(data: np.ndarray) -> str:
+    """``c"\\00\\3F..."``: bytes as an LLVM string constant, every byte escaped (made with
+    numpy: llvmlite's own escaping takes over a second for 16 MB)."""
+    return 'c"' + _HEX.take(data).tobytes().decode("ascii") + '"'
 
 
 def native_loop(loop: Any) -> bool:
