@@ -18,6 +18,8 @@ Environment variables:
 ``SYNTONIC_MAX_KERNEL_PHASES``   most phases (passes over a row) in one kernel (4)
 ``SYNTONIC_CACHE=off|ro|rw``     the on-disk compile cache mode (rw)
 ``SYNTONIC_CACHE_DIR``    the compile cache directory (``$XDG_CACHE_HOME/syntonic``)
+``SYNTONIC_CACHE_MAX_MB`` disk size bound of the cache, least recently used entries go
+                          first (2048; 0: unbounded)
 ``SYNTONIC_CPU_THREADS``  threads for large CPU kernels (0: one per core)
 ``SYNTONIC_PARALLEL_MIN_POINTS`` smallest kernel (iteration points) run on the thread pool
 ``SYNTONIC_DEVICE=cpu``   make ``sn.jit(device="auto")`` use the CPU even with a GPU present
@@ -54,6 +56,7 @@ class Config:
     max_kernel_phases: int = 4
     cache: str = "rw"
     cache_dir: str | None = None
+    cache_max_mb: int = 2048
     cpu_threads: int = 0
     parallel_min_points: int = 1 << 18
     device: str = "auto"  # what sn.jit(device="auto") may pick: "auto" or "cpu"
@@ -79,6 +82,7 @@ class Config:
             max_kernel_phases=_int(env, "SYNTONIC_MAX_KERNEL_PHASES", base.max_kernel_phases),
             cache=(env.get("SYNTONIC_CACHE") or base.cache).strip().lower(),
             cache_dir=env.get("SYNTONIC_CACHE_DIR") or None,
+            cache_max_mb=_int(env, "SYNTONIC_CACHE_MAX_MB", base.cache_max_mb),
             cpu_threads=_int(env, "SYNTONIC_CPU_THREADS", base.cpu_threads),
             parallel_min_points=_int(env, "SYNTONIC_PARALLEL_MIN_POINTS",
                                      base.parallel_min_points),

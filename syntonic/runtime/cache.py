@@ -18,8 +18,15 @@ three. Writes go to a unique temporary file in the same directory, are fsync'ed 
 renamed into place, so concurrent processes never see a partial entry; a truncated or
 corrupt entry is reported with a warning, ignored and rebuilt. No pickles.
 
+The disk holds at most ``SYNTONIC_CACHE_MAX_MB`` (2048 MB; 0: unbounded). A write that
+takes it over the bound removes the least recently used entries (a disk hit marks its
+entry used) until it is within three quarters of it; the entry just written stays, as do
+entries other processes have open. Temporary files of writers that died are removed
+after an hour. Entries of an older Syntonic or host are never hit again, so they age out.
+
 Settings (:mod:`syntonic.config`): ``SYNTONIC_CACHE=off|ro|rw`` (default ``rw``),
-``SYNTONIC_CACHE_DIR`` (default ``$XDG_CACHE_HOME/syntonic`` or ``~/.cache/syntonic``).
+``SYNTONIC_CACHE_DIR`` (default ``$XDG_CACHE_HOME/syntonic`` or ``~/.cache/syntonic``),
+``SYNTONIC_CACHE_MAX_MB``.
 
 Example::
 
@@ -35,6 +42,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +53,7 @@ from typing import Any
 MAGIC = b"SYNTONIC-CPU-CACHE 2\n"
 SUFFIX = ".snc"
 MODES = ("off", "ro", "rw")
+TMP_STALE_S = 3600.0  # a temporary file this old belongs to a writer that died
 
 
 class CacheWarning(UserWarning):
@@ -65,6 +74,7 @@ class Entry:
 class _Settings:
     mode: str
     dir: Path
+    max_bytes: int = 0  # 0: unbounded
 
 
 def _settings_from_config() -> _Settings:
@@ -81,13 +91,14 @@ def _settings_from_config() -> _Settings:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
                                                                ".cache")
         base = os.path.join(xdg, "syntonic")
-    return _Settings(mode, Path(base))
+    return _Settings(mode, Path(base), max(cfg.cache_max_mb, 0) << 20)
 
 
 _override: list[_Settings] = []
 _memory: dict[str, Entry] = {}
 _lock = threading.Lock()
-_stats = {"memory_hits": 0, "disk_hits": 0, "misses": 0, "writes": 0, "corrupt": 0}
+_stats = {"memory_hits": 0, "disk_hits": 0, "misses": 0, "writes": 0, "corrupt": 0,
+          "evicted": 0}
 
 
 def _current() -> _Settings:
@@ -95,13 +106,14 @@ def _current() -> _Settings:
 
 
 @contextmanager
-def configure(mode: str | None = None, dir: str | os.PathLike[str] | None = None
-              ) -> Iterator[None]:
-    """Use another cache mode/directory inside a ``with`` block (tests, tools)."""
+def configure(mode: str | None = None, dir: str | os.PathLike[str] | None = None,
+              max_bytes: int | None = None) -> Iterator[None]:
+    """Use another cache mode/directory/size bound inside a ``with`` block (tests, tools)."""
     old = _current()
     if mode is not None and mode not in MODES:
         raise ValueError(f"cache mode must be one of {MODES}, got {mode!r}")
-    _override.append(_Settings(mode or old.mode, Path(dir) if dir is not None else old.dir))
+    _override.append(_Settings(mode or old.mode, Path(dir) if dir is not None else old.dir,
+                               old.max_bytes if max_bytes is None else max(max_bytes, 0)))
     try:
         yield
     finally:
@@ -213,11 +225,15 @@ def get(key: str) -> Entry | None:
     if _current().mode == "off":
         _stats["misses"] += 1
         return None
-    entry = _read(_path(key))
+    path = _path(key)
+    entry = _read(path)
     if entry is None:
         _stats["misses"] += 1
         return None
     _stats["disk_hits"] += 1
+    if _current().mode == "rw":
+        with _suppress():
+            os.utime(path)  # used now: the size bound removes least recently used first
     with _lock:
         _memory[key] = entry
     return entry
@@ -235,6 +251,43 @@ def put(key: str, entry: Entry) -> None:
     except OSError as exc:
         warnings.warn(f"could not write the compile cache entry {_path(key)}: {exc}",
                       CacheWarning, stacklevel=2)
+        return
+    _trim(_current(), keep=_path(key))
+
+
+def _trim(st: _Settings, keep: Path) -> None:
+    """Bring the disk cache within its bound: least recently used entries first."""
+    if st.max_bytes <= 0:
+        return
+    now = time.time()
+    total = 0
+    entries: list[tuple[float, int, Path]] = []
+    for p in st.dir.glob(f"*/*{SUFFIX}"):
+        try:
+            stat = p.stat()
+        except OSError:
+            continue
+        if p.name.startswith(".tmp-"):
+            if now - stat.st_mtime > TMP_STALE_S:
+                with _suppress():
+                    p.unlink()
+            continue
+        total += stat.st_size
+        entries.append((stat.st_mtime, stat.st_size, p))
+    if total <= st.max_bytes:
+        return
+    target = st.max_bytes * 3 // 4  # some room, so the next writes do not trim again
+    for _, size, p in sorted(entries):
+        if total <= target:
+            break
+        if p == keep:
+            continue
+        try:
+            p.unlink()  # a process that has it open still reads it
+        except OSError:
+            continue
+        total -= size
+        _stats["evicted"] += 1
 
 
 def _encode(entry: Entry) -> bytes:
@@ -317,7 +370,7 @@ def info() -> dict[str, Any]:
             with _suppress():
                 size += p.stat().st_size
     return {"dir": str(st.dir), "mode": st.mode, "entries": entries,
-            "bytes": size, "in_memory": len(_memory), **_stats}
+            "bytes": size, "max_bytes": st.max_bytes, "in_memory": len(_memory), **_stats}
 
 
 def clear(memory: bool = True, disk: bool = True) -> None:

@@ -289,8 +289,8 @@ def program_key(graph_text: str, extra: str = "") -> str:
     # host key stands for the target, and the source fingerprint covers the code
     # generator (CODEGEN_VERSION lives in a source file it hashes).
     cfg = config.current()
-    runtime_only = {"dump_dir", "explain", "verify", "cache", "cache_dir", "cpu_threads",
-                    "parallel_min_points", "device"}
+    runtime_only = {"dump_dir", "explain", "verify", "cache", "cache_dir", "cache_max_mb",
+                    "cpu_threads", "parallel_min_points", "device"}
     relevant = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
                      if f.name not in runtime_only)
     return cache.make_key(graph_text, repr(relevant), extra, cache.host_key(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -89,6 +90,37 @@ def test_modes_off_and_ro(cache_dir: Path) -> None:
     assert _entries(cache_dir) == []
     info = cache.info()
     assert info["mode"] == "rw" and info["entries"] == 0
+
+
+def test_size_bound_removes_the_least_recently_used_entries(cache_dir: Path) -> None:
+    blob = b"x" * 10_000
+    keys = [cache.make_key(f"lru-{i}") for i in range(7)]
+    paths = [cache._path(k) for k in keys]
+    with cache.configure(max_bytes=0):  # unbounded
+        for k in keys[:5]:
+            cache.put(k, cache.Entry({"key": k}, blob))
+    for i, p in enumerate(paths[:5]):
+        os.utime(p, (1000 + i, 1000 + i))  # written long ago, entry 0 first
+    cache.clear(memory=True, disk=False)
+    assert cache.get(keys[0]) is not None  # a disk hit: entry 0 is now the most recent
+    size = paths[0].stat().st_size
+    stale = cache_dir / "tmp" / ".tmp-dead.snc"  # a writer that died an hour ago
+    stale.parent.mkdir()
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+    with cache.configure(max_bytes=4 * size + size // 2):
+        cache.put(keys[5], cache.Entry({"key": keys[5]}, blob))
+    # 6 entries > 4.5: the oldest go until at most 3/4 of the bound (3 entries) is left
+    assert [p.exists() for p in paths[:6]] == [True, False, False, False, True, True]
+    assert not stale.exists()
+    assert cache.info()["evicted"] >= 3
+    cache.clear(memory=True, disk=False)
+    assert cache.get(keys[1]) is None and cache.get(keys[4]) is not None
+    # the entry just written stays, even alone over the bound
+    with cache.configure(max_bytes=1):
+        cache.put(keys[6], cache.Entry({"key": keys[6]}, blob))
+        assert cache.info()["max_bytes"] == 1
+    assert [p.exists() for p in paths] == [False] * 6 + [True]
 
 
 def test_clear_and_info(cache_dir: Path) -> None:
