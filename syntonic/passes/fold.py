@@ -5,7 +5,8 @@ An elementwise op whose operands are broadcasts of equally shaped constants is f
 at the small shape and broadcast again (``exp(broadcast(c)) -> broadcast(exp(c))``), so
 splats and per-row constants stay small. ``broadcast`` itself is never folded (it is
 free in a kernel), sources (``constant``, ``iota``) stay as they are, and nothing larger
-than ``config.fold_limit`` elements is created.
+than ``config.fold_limit`` elements is created. An op on empty tensors (an empty result,
+or only empty operands: ``sum`` over a zero-length axis) folds too: it reads no data.
 
 Example::
 
@@ -115,9 +116,32 @@ def fold_other(r: Rewriter, op: Op) -> Value | None:
     return r.constant_like(value, op.loc)
 
 
+@rule(traits=[Trait.ELEMENTWISE, Trait.REDUCTION, Trait.LAYOUT, Trait.CONTRACTION])
+def fold_empty(r: Rewriter, op: Op) -> Value | None:
+    # An op with an empty result, or whose operands are all empty, computes no data from
+    # its inputs: its value is a constant (an empty one; or e.g. sum over an empty axis ->
+    # zeros). So no kernel is left that reads, or hoists a load from, an empty buffer
+    # (on CUDA its pointer is null).
+    if len(op.results) != 1 or not op.operands:
+        return None
+    out = op.results[0]
+    if out.type.size == 0:
+        return r.constant_like(np.empty(out.shape, out.dtype.np), op.loc)
+    if all(v.type.size == 0 for v in op.operands) and out.type.size <= config.current(
+            ).fold_limit:
+        empties = [np.empty(v.shape, v.dtype.np) for v in op.operands]
+        try:
+            value = _evaluate(op, empties, list(op.operands))
+        except Exception:  # noqa: BLE001 - not defined on empty input: leave it as it is
+            return None
+        return r.constant_like(value, op.loc)
+    return None
+
+
 # Folded values are put in canonical form by the canonicalization rules for constants.
 RULES: tuple[Rule, ...] = (
-    fold_elementwise, fold_other, splat_constant, broadcast_of_broadcast, layout_identity
+    fold_empty, fold_elementwise, fold_other, splat_constant, broadcast_of_broadcast,
+    layout_identity,
 )
 
 

@@ -299,3 +299,33 @@ def test_fold_respects_the_size_limit():
         out = fold_constants(g)
     assert "transpose" in out.text()
     assert "transpose" not in fold_constants(g).text()
+
+
+def test_ops_on_empty_tensors_fold_so_no_kernel_reads_an_empty_buffer():
+    # dhsr_cycle along a zero-length axis became a CUDA row kernel that hoisted a load of
+    # its (empty, null on the device) input out of a zero-trip loop: a segfault on the
+    # emulated device, an illegal address on a GPU. Such ops read no data: they fold.
+    import syntonic as sn
+    from syntonic.lower.schedule import lower_to_kernels
+    from syntonic.passes.fusion import fuse
+    from syntonic.passes.pipeline import run_pipeline
+
+    g = parse(ir("""
+        %0 = sum %x {axes=[1], keepdims=true} : f64[0,1]
+        %1 = dhsr_cycle %0 {axis=-2} : f64[0,1]
+        %2 = sum %x {axes=[0]} : f64[3]
+        %3 = mean %x {axes=[0]} : f64[3]
+        return %1, %2, %3""", "%x: f64[0,3]", "f64[0,1], f64[3], f64[3]"))
+    program = lower_to_kernels(fuse(run_pipeline(g)[-1].graph))
+    param = program.params[0]
+    assert program.kernels and all(param not in k.reads for k in program.kernels)
+    x = np.zeros((0, 3))
+    want = interpret(g, x)
+    for dev in ("interpreter", "cpu"):
+        got = sn.jit(lambda x: (sn.dhsr_cycle(sn.sum(x, axis=1, keepdims=True), axis=-2),
+                                sn.sum(x, axis=0), sn.mean(x, axis=0)), device=dev)(x)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    # max of nothing stays an error (not folded into a value)
+    with pytest.raises(sn.ShapeError, match="empty axis"):
+        sn.jit(lambda x: sn.max(x, axis=0), device="cpu")(x)
