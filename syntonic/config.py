@@ -22,6 +22,8 @@ Environment variables:
                           first (2048; 0: unbounded)
 ``SYNTONIC_CPU_THREADS``  threads for large CPU kernels (0: one per core)
 ``SYNTONIC_PARALLEL_MIN_POINTS`` smallest kernel (iteration points) run on the thread pool
+``SYNTONIC_CPU_SPIN_US``  how long (us) an idle pool thread spins for the next job before
+                          it sleeps (200; 0: sleep at once)
 ``SYNTONIC_DEVICE=cpu``   make ``sn.jit(device="auto")`` use the CPU even with a GPU present
 ========================  ==============================================================
 
@@ -58,7 +60,8 @@ class Config:
     cache_dir: str | None = None
     cache_max_mb: int = 2048
     cpu_threads: int = 0
-    parallel_min_points: int = 1 << 18
+    parallel_min_points: int = 1 << 15
+    cpu_spin_us: int = 200
     device: str = "auto"  # what sn.jit(device="auto") may pick: "auto" or "cpu"
 
     def __post_init__(self) -> None:
@@ -86,6 +89,7 @@ class Config:
             cpu_threads=_int(env, "SYNTONIC_CPU_THREADS", base.cpu_threads),
             parallel_min_points=_int(env, "SYNTONIC_PARALLEL_MIN_POINTS",
                                      base.parallel_min_points),
+            cpu_spin_us=_int(env, "SYNTONIC_CPU_SPIN_US", base.cpu_spin_us),
             device=(env.get("SYNTONIC_DEVICE") or base.device).strip().lower(),
         )
 

@@ -37,7 +37,7 @@ import numpy as np
 from syntonic.runtime import cpu
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-SPLIT_MIN_FLOPS = 1 << 22  # products smaller than this run in one call (no split)
+SPLIT_MIN_FLOPS = 1 << 20  # products smaller than this run in one call (no split)
 SPLIT_GRAIN = 32  # rows (columns) per block at least
 
 
@@ -46,7 +46,9 @@ class _Blas:
 
     def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, index: Any) -> None:
         self.lib = lib
+        self.index_bits = 8 * ctypes.sizeof(index)
         self.gemm: dict[np.dtype, Callable[..., None]] = {}
+        self.address: dict[np.dtype, int] = {}  # of each gemm (for the native blocks)
         for dt, letter, scalar in ((np.dtype(np.float32), "s", ctypes.c_float),
                                    (np.dtype(np.float64), "d", ctypes.c_double)):
             fn = getattr(lib, f"{prefix}cblas_{letter}gemm{suffix}")
@@ -55,6 +57,7 @@ class _Blas:
                            ctypes.c_void_p, index]
             fn.restype = None
             self.gemm[dt] = fn
+            self.address[dt] = ctypes.cast(fn, ctypes.c_void_p).value or 0
 
 
 _lock = threading.Lock()
@@ -126,19 +129,31 @@ def _blas_layout(a: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = lhs @ rhs`` for the program's GEMM steps (see the module docstring)."""
+Epilogue = tuple[Callable[..., None], int, int, list[np.ndarray]]
+
+
+def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
+           epilogue: Epilogue | None = None) -> bool:
+    """``out[...] = lhs @ rhs`` for the program's GEMM steps (see the module docstring).
+
+    `epilogue` = (kernel, table, items per row, arrays it writes): the GEMM's elementwise
+    epilogue, whose work items ``[r * items, (r + 1) * items)`` cover row r of `out`. When
+    the product is split by rows (and the support library is loaded), each block runs the
+    epilogue on its rows right after computing them, in cache; it does so only if the
+    epilogue writes no memory the GEMM reads (a donated buffer may be both). Returns True
+    if the epilogue ran (the caller runs it otherwise).
+    """
     blas = private_blas() if lhs.ndim == rhs.ndim == out.ndim == 2 else None
     dt = out.dtype
     fn = blas.gemm.get(dt) if blas is not None else None
     if (fn is None or lhs.dtype != dt or rhs.dtype != dt or not out.flags.c_contiguous
             or 0 in lhs.shape or 0 in rhs.shape):
         np.matmul(lhs, rhs, out=out)
-        return
+        return False
     la, lb = _blas_layout(lhs), _blas_layout(rhs)
     if la is None or lb is None:
         np.matmul(lhs, rhs, out=out)
-        return
+        return False
     m, k = lhs.shape
     n = rhs.shape[1]
     ta, lda = la
@@ -151,6 +166,25 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     by_rows = m >= n
     step = ((lda if ta == NO_TRANS else 1) if by_rows else (1 if tb == NO_TRANS else ldb))
     step *= item
+    pool = cpu.POOL
+    side = m if by_rows else n
+    if 2 * m * n * k < SPLIT_MIN_FLOPS or pool.n_threads == 1:
+        fn(ROW_MAJOR, ta, tb, m, n, k, 1.0, a0, lda, b0, ldb, 0.0, c0, n)
+        return False
+    # one block per thread, fixed by the shape and thread count (so are the bits); more
+    # blocks would pack the other operand once more each
+    native = _native_block(blas, dt)
+    if native is not None:  # the blocks run from machine code (see lower/cpu/support.py)
+        epi = epi_table = epi_items = 0
+        if (epilogue is not None and by_rows
+                and not _overlaps(epilogue[3], (lhs, rhs))):
+            kernel, epi_table, epi_items, _ = epilogue
+            epi = ctypes.c_void_p.from_buffer(kernel).value or 0
+        desc = np.array([blas.address[dt], ta, tb, m, n, k, lda, ldb, a0, b0, c0, by_rows,
+                         step, item, epi, epi_table, epi_items], np.int64)
+        pool.run(native, cpu.data_pointer(desc), side, grain=SPLIT_GRAIN)
+        return epi != 0
+
     def block(_table: int, lo: int, hi: int) -> None:  # rows/columns [lo, hi)
         if by_rows:
             fn(ROW_MAJOR, ta, tb, hi - lo, n, k, 1.0, a0 + lo * step, lda, b0, ldb, 0.0,
@@ -159,11 +193,42 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
             fn(ROW_MAJOR, ta, tb, m, hi - lo, k, 1.0, a0, lda, b0 + lo * step, ldb, 0.0,
                c0 + lo * item, n)
 
-    pool = cpu.POOL
-    side = m if by_rows else n
-    if 2 * m * n * k >= SPLIT_MIN_FLOPS and pool.n_threads > 1:
-        # one block per thread, fixed by the shape and thread count (so are the bits);
-        # more blocks would pack the other operand once more each
-        pool.run(block, 0, side, grain=SPLIT_GRAIN)
-    else:
-        block(0, 0, side)
+    pool.run(block, 0, side, grain=SPLIT_GRAIN)
+    return False
+
+
+def _overlaps(written: list[np.ndarray], read: tuple[np.ndarray, ...]) -> bool:
+    """Whether any array in `written` may share memory with one in `read` (byte ranges)."""
+    spans = [_span(a) for a in read]
+    for w in written:
+        lo, hi = _span(w)
+        if any(lo < b_hi and b_lo < hi for b_lo, b_hi in spans):
+            return True
+    return False
+
+
+def _span(a: np.ndarray) -> tuple[int, int]:
+    lo = hi = cpu.data_pointer(a)
+    for n, st in zip(a.shape, a.strides):
+        if n == 0:
+            return lo, lo
+        if st < 0:
+            lo += (n - 1) * st
+        else:
+            hi += (n - 1) * st
+    return lo, hi + a.itemsize
+
+
+_blocks: dict[str, Callable[..., None]] = {}
+
+
+def _native_block(blas: _Blas, dt: np.dtype) -> Callable[..., None] | None:
+    """The support library's GEMM block for `dt` and this BLAS's index width, if loaded."""
+    name = f"sn_rt_gemm_{'s' if dt == np.float32 else 'd'}{blas.index_bits}"
+    fn = _blocks.get(name)
+    if fn is None:
+        addrs = cpu.native_support()
+        if addrs is None or not blas.address.get(dt):
+            return None
+        fn = _blocks[name] = cpu.kernel_function(addrs[name])
+    return fn

@@ -23,11 +23,13 @@ import ctypes
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from syntonic.ir.errors import BackendError
+from syntonic.lower.cpu.support import KICKS, SLEEPING, SPIN, ctrl_slots
 
 KernelFn = Callable[[int, int, int], None]
 _KERNEL_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -138,42 +140,147 @@ class ThreadPool:
     (a shared machine: the second core busy for a while) thus costs nothing: the caller
     has run its chunks meanwhile, and the worker finds none left. ``run`` is synchronous
     and holds a lock, so concurrent callers take turns (each call still uses every core).
+
+    Two hand-offs, the same chunks:
+
+    * **native** (once the runtime support library is loaded, see :func:`native_support`):
+      the job is posted in a control block and claimed with atomics, all in machine code
+      with the GIL released. A worker spins for ``cpu_spin_us`` (200 us) after its last
+      job before it sleeps on its semaphore, so the back-to-back jobs of a program (a
+      GEMM, its epilogue, the next GEMM) reach a running thread: ~1 us, where a wake-up
+      through a semaphore and the GIL costs 50-100 us.
+    * **Python** (until then, or with ``native=False``): a semaphore per worker.
     """
 
-    def __init__(self, n_threads: int | None = None) -> None:
+    def __init__(self, n_threads: int | None = None, native: bool = True,
+                 spin_us: float | None = None) -> None:
         self.n_threads = max(1, n_threads or os.cpu_count() or 1)
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
+        self._want_native = native
+        self._spin_us = spin_us
+        self.handoff: _Handoff | None = None
 
     def _ensure_workers(self) -> None:
         while len(self._workers) < self.n_threads - 1:
-            self._workers.append(_Worker(len(self._workers) + 1))
+            self._workers.append(_Worker(len(self._workers) + 1, self))
 
     def chunks(self, total: int, grain: int = 1) -> list[tuple[int, int]]:
         """The deterministic split of ``[0, total)`` into at most n_threads chunks."""
-        n = max(1, min(self.n_threads, total // max(grain, 1)))
+        n = self._count(total, grain)
         edges = [total * k // n for k in range(n + 1)]
         return [(edges[k], edges[k + 1]) for k in range(n) if edges[k] < edges[k + 1]]
 
+    def _count(self, total: int, grain: int) -> int:
+        return max(1, min(self.n_threads, total // max(grain, 1)))
+
     def run(self, kernel: KernelFn, table: int, total: int, grain: int = 1) -> None:
-        """Run ``kernel(table, start, stop)`` over ``[0, total)`` on all threads."""
-        parts = self.chunks(total, grain)
-        if len(parts) <= 1:
+        """Run ``kernel(table, start, stop)`` over ``[0, total)`` on all threads.
+
+        `kernel` is a ctypes function (run from machine code) or any Python callable.
+        """
+        n = self._count(total, grain)
+        if n <= 1:
             kernel(table, 0, total)
             return
-        job = _Job(kernel, table, parts)
+        handoff = self.handoff
+        if handoff is None and self._want_native:
+            handoff = self._attach()
+        if handoff is not None:
+            self._run_native(handoff, kernel, table, total, n)
+            return
+        job = _Job(kernel, table, self.chunks(total, grain))
         with self._lock:
             self._ensure_workers()
-            for w in self._workers[: len(parts) - 1]:
+            for w in self._workers[: n - 1]:
                 w.submit(job)
             job.work()
             job.finished.wait()
         if job.error is not None:
             raise BackendError(f"a worker thread failed: {job.error!r}") from job.error
 
+    def _attach(self) -> _Handoff | None:
+        """The native hand-off, once the support library is there (never waits for it)."""
+        addrs = native_support(wait=False)
+        if addrs is None:
+            return None
+        with self._lock:
+            if self.handoff is None:
+                spin = self._spin_us
+                if spin is None:
+                    from syntonic import config
+
+                    spin = config.current().cpu_spin_us
+                self._ensure_workers()
+                # published last: a worker that sees it finds the control block complete
+                self.handoff = _Handoff(addrs, len(self._workers), spin)
+            return self.handoff
+
+    def _run_native(self, handoff: _Handoff, kernel: KernelFn, table: int, total: int,
+                    n: int) -> None:
+        error: list[BaseException] = []
+        if isinstance(kernel, ctypes._CFuncPtr):  # type: ignore[attr-defined]
+            fn = _VOID_P.from_buffer(kernel).value
+            keep = None
+        else:  # a Python callable: through a ctypes thunk (it takes the GIL per chunk)
+            def guarded(t: int, lo: int, hi: int, kernel: KernelFn = kernel) -> None:
+                try:
+                    kernel(t, lo, hi)
+                except BaseException as exc:  # noqa: BLE001 - raised by run()
+                    error.append(exc)
+            keep = _KERNEL_PROTO(guarded)
+            fn = _VOID_P.from_buffer(keep).value
+        with self._lock:
+            workers = self._workers
+            ctrl = handoff.ctrl
+            seq = handoff.publish(ctrl, fn, table, total, n, len(workers))
+            if handoff.slots[KICKS]:
+                for i, w in enumerate(workers):
+                    if handoff.slots[SLEEPING + 8 * i + 1]:
+                        w.wake()
+            handoff.finish(ctrl, seq)
+        del keep
+        if error:
+            raise BackendError(f"a worker thread failed: {error[0]!r}") from error[0]
+
+
+class _Handoff:
+    """The native hand-off: the support functions and the pool's control block."""
+
+    def __init__(self, addrs: dict[str, int], n_workers: int, spin_us: float) -> None:
+        i64, vp = ctypes.c_int64, ctypes.c_void_p
+        self.publish = ctypes.CFUNCTYPE(i64, vp, i64, i64, i64, i64, i64)(
+            addrs["sn_rt_publish"])
+        self.finish = ctypes.CFUNCTYPE(None, vp, i64)(addrs["sn_rt_finish"])
+        self.worker = ctypes.CFUNCTYPE(i64, vp, i64, i64)(addrs["sn_rt_worker"])
+        self.addrs = addrs
+        n = ctrl_slots(n_workers)
+        raw = np.zeros(n + 8, np.int64)  # + 8: room to align the block to 64 bytes
+        skip = (-raw.ctypes.data % 64) // 8
+        self.slots = raw[skip: skip + n]
+        self.ctrl = self.slots.ctypes.data
+        self.slots[SPIN] = _spin_iterations(addrs["sn_rt_spin"], spin_us)
+        for w in range(n_workers):
+            self.slots[SLEEPING + 8 * w] = 1  # every worker starts blocked on its semaphore
+
+
+def _spin_iterations(spin_addr: int, spin_us: float) -> int:
+    """Idle-loop iterations that take about `spin_us` microseconds on this CPU."""
+    if spin_us <= 0:
+        return 0
+    spin = ctypes.CFUNCTYPE(None, ctypes.c_int64)(spin_addr)
+    n, best = 4096, float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        spin(n)
+        best = min(best, time.perf_counter() - t0)
+    per_us = n / max(best * 1e6, 1e-3)
+    return max(1, int(per_us * spin_us))
+
 
 class _Job:
-    """One ``run``: chunks claimed in turn; ``finished`` is set when all have run."""
+    """One Python-hand-off ``run``: chunks claimed in turn; ``finished`` is set when all
+    have run."""
 
     def __init__(self, kernel: KernelFn, table: int, parts: list[tuple[int, int]]) -> None:
         self.kernel, self.table, self.parts = kernel, table, parts
@@ -200,9 +307,14 @@ class _Job:
 
 
 class _Worker:
-    def __init__(self, index: int) -> None:
+    """A pool thread: blocks on its semaphore; once woken it runs a Python job, or spins
+    in the native hand-off (claiming jobs there) until it has been idle a while."""
+
+    def __init__(self, index: int, pool: ThreadPool) -> None:
         self._go = threading.Semaphore(0)
         self._job: _Job | None = None
+        self._pool = pool
+        self._index = index - 1  # its slot in the native control block
         self._thread = threading.Thread(target=self._loop, name=f"syntonic-cpu-{index}",
                                         daemon=True)
         self._thread.start()
@@ -211,12 +323,97 @@ class _Worker:
         self._job = job
         self._go.release()
 
+    def wake(self) -> None:
+        self._go.release()
+
     def _loop(self) -> None:
+        seen = 0
         while True:
             self._go.acquire()
-            job = self._job  # a late wake-up may see a newer job, or one with no chunks left
-            if job is not None:
+            job, self._job = self._job, None
+            if job is not None:  # a late wake-up may find its chunks all taken: harmless
                 job.work()
+            handoff = self._pool.handoff
+            if handoff is not None:
+                seen = handoff.worker(handoff.ctrl, self._index, seen)
+
+
+_support_lock = threading.Lock()
+_support: dict[str, int] | None = None
+_support_thread: threading.Thread | None = None
+_support_error: BaseException | None = None
+
+
+def native_support(wait: bool = False) -> dict[str, int] | None:
+    """Addresses of the runtime support functions (:mod:`syntonic.lower.cpu.support`),
+    or None while they are not loaded.
+
+    The first call loads them from the compile cache, or starts compiling them on a
+    background thread (once per cache: ~60 ms of LLVM) and returns None; `wait` blocks
+    until they are there. A failure leaves the Python hand-off in place (None forever).
+    """
+    global _support_thread
+    if _support is not None:
+        return _support
+    with _support_lock:
+        if _support is not None or _support_error is not None:
+            return _support
+        if _support_thread is None:
+            key = _support_key()
+            if _load_support_entry(key):
+                return _support
+            _support_thread = threading.Thread(target=_build_support, args=(key,),
+                                               name="syntonic-support", daemon=True)
+            _support_thread.start()
+        thread = _support_thread
+    if wait:
+        thread.join()
+    return _support
+
+
+def _support_key() -> str:
+    import platform
+
+    from syntonic.lower.cpu.support import support_ir
+    from syntonic.runtime import cache
+
+    return cache.make_key(support_ir(platform.machine()), "runtime support",
+                          cache.host_key(), cache.source_fingerprint())
+
+
+def _load_support_entry(key: str) -> bool:
+    global _support
+    from syntonic.runtime import cache
+    from syntonic.runtime.native import _load_code
+
+    entry = cache.get(key)
+    if entry is None:
+        return False
+    _support = _load_code(entry)
+    return True
+
+
+def _build_support(key: str) -> None:
+    global _support, _support_error
+    import platform
+
+    try:
+        from syntonic.lower.cpu.engine import get_engine
+        from syntonic.lower.cpu.support import SYMBOLS, support_ir
+        from syntonic.runtime import cache
+
+        engine = get_engine()
+        art = engine.compile(support_ir(platform.machine()), "runtime support", SYMBOLS,
+                             vectorize=False)
+        entry = cache.Entry({"symbols": list(SYMBOLS), "llvm": art.optimized_ir,
+                             "name": "runtime support", "target": engine.target_key},
+                            art.obj, engine.link(art.obj) or b"")
+        cache.put(key, entry)
+        addrs = engine.load(art.obj, SYMBOLS, entry.lib or None)
+        with _support_lock:
+            _support = addrs
+    except Exception as exc:  # noqa: BLE001 - the Python hand-off stays
+        _support_error = exc
 
 
 POOL = ThreadPool()

@@ -105,10 +105,16 @@ class NativeProgram:
                         for s in plan["steps"] if s["kind"] == "native"}
         self._steps = plan["steps"]
         slot_dtypes = [np.dtype(DType[s["dtype"]].np) for s in slots]
-        for s in self._steps:
+        for s, after in zip(self._steps, [*self._steps[1:], None]):
             if s["kind"] == "matmul":
                 s["_lhs"] = _operand_reader(s["lhs"], slot_dtypes)
                 s["_rhs"] = _operand_reader(s["rhs"], slot_dtypes)
+                # its epilogue may run on each row block of the GEMM (blas.matmul)
+                if (after is not None and after["kind"] == "native"
+                        and after["kernel"] == s["kernel"] and "row_items" in after
+                        and after["items"] == slots[s["out"]]["shape"][0]
+                        * after["row_items"]):
+                    s["_epilogue"] = after
         cfg = config.current()
         self.min_parallel = cfg.parallel_min_points
         if cfg.cpu_threads and cfg.cpu_threads != cpu.POOL.n_threads:
@@ -216,8 +222,11 @@ class NativeProgram:
         arrays = front + temps
         addr = ctypes.addressof(table)
         pool = cpu.POOL
+        done = None  # an epilogue step already run with its GEMM
         for step in self._steps:
             kind = step["kind"]
+            if step is done:
+                continue
             if kind == "native":
                 fn = self.kernels[step["symbol"]]
                 if step["points"] >= self.min_parallel and step["items"] > 1:
@@ -225,7 +234,15 @@ class NativeProgram:
                 else:
                     fn(addr, 0, step["items"])
             elif kind == "matmul":
-                blas.matmul(step["_lhs"](arrays), step["_rhs"](arrays), arrays[step["out"]])
+                epi = step.get("_epilogue")
+                if epi is None:
+                    blas.matmul(step["_lhs"](arrays), step["_rhs"](arrays),
+                                arrays[step["out"]])
+                elif blas.matmul(step["_lhs"](arrays), step["_rhs"](arrays),
+                                 arrays[step["out"]],
+                                 (self.kernels[epi["symbol"]], addr, epi["row_items"],
+                                  [arrays[w] for w in epi["writes"]])):
+                    done = epi
             else:
                 self._opaque(step["kernel"], arrays)
 
@@ -290,7 +307,7 @@ def program_key(graph_text: str, extra: str = "") -> str:
     # generator (CODEGEN_VERSION lives in a source file it hashes).
     cfg = config.current()
     runtime_only = {"dump_dir", "explain", "verify", "cache", "cache_dir", "cache_max_mb",
-                    "cpu_threads", "parallel_min_points", "device"}
+                    "cpu_threads", "parallel_min_points", "cpu_spin_us", "device"}
     relevant = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
                      if f.name not in runtime_only)
     return cache.make_key(graph_text, repr(relevant), extra, cache.host_key(),

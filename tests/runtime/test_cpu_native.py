@@ -146,3 +146,63 @@ def test_layout_probe_reads_every_field_the_entry_reads() -> None:
     assert exp[0] == id(np.ndarray) and list(exp[1:4]) == [a.dtype.num, 2, 4]
     assert list(exp[4:]) == [2, 7]
     assert layout.ARRAY_FLAGS_OFFSET == abi.ARRAY_FLAGS_OFFSET
+
+
+@pytest.fixture(scope="module")
+def support() -> dict[str, int]:
+    addrs = cpu.native_support(wait=True)
+    assert addrs is not None, "the runtime support library did not build"
+    return addrs
+
+
+@pytest.mark.parametrize("spin_us", [200, 0])  # 0: every worker sleeps, each job wakes it
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_native_handoff_runs_every_chunk_once(lib: dict[str, int], support: dict[str, int],
+                                              threads: int, spin_us: int) -> None:
+    pool = cpu.ThreadPool(threads, spin_us=spin_us)
+    kernel = cpu.kernel_function(lib["k"])
+    x = np.random.default_rng(1).standard_normal(N).astype(np.float32)
+    out = np.zeros_like(x)
+    table = cpu.table_of([x, out])
+    pool.run(kernel, ctypes_address(table), N)
+    assert pool.handoff is not None  # the job went through machine code
+    np.testing.assert_array_equal(out, x * 2 + 1)
+    for size in (threads, N - 1, 7):  # many jobs back to back, odd splits
+        out[:] = 0
+        for _ in range(200):
+            pool.run(kernel, ctypes_address(table), size)
+        np.testing.assert_array_equal(out[:size], x[:size] * 2 + 1)
+        assert not out[size:].any()
+
+
+def test_native_handoff_splits_like_chunks(support: dict[str, int]) -> None:
+    """Python callables go through a thunk; the ranges each thread gets are exactly
+    ``chunks``, whichever thread takes them, and an exception in one is raised by run."""
+    pool = cpu.ThreadPool(3, spin_us=50)
+    seen: list[tuple[int, int]] = []
+    for total in (3, 10, 1001):
+        seen.clear()
+        pool.run(lambda t, lo, hi: seen.append((lo, hi)), 0, total)
+        assert pool.handoff is not None
+        assert sorted(seen) == pool.chunks(total)
+
+    def bad(t: int, lo: int, hi: int) -> None:
+        if lo > 0:
+            raise ValueError("chunk failed")
+
+    with pytest.raises(cpu.BackendError, match="chunk failed"):
+        pool.run(bad, 0, 30)
+    seen.clear()
+    pool.run(lambda t, lo, hi: seen.append((lo, hi)), 0, 30)  # the pool still works
+    assert sorted(seen) == pool.chunks(30)
+
+
+def test_python_handoff_still_works(lib: dict[str, int]) -> None:
+    pool = cpu.ThreadPool(3, native=False)
+    kernel = cpu.kernel_function(lib["k"])
+    x = np.arange(N, dtype=np.float32)
+    out = np.zeros_like(x)
+    table = cpu.table_of([x, out])
+    pool.run(kernel, ctypes_address(table), N)
+    assert pool.handoff is None
+    np.testing.assert_array_equal(out, x * 2 + 1)

@@ -339,6 +339,14 @@ class _ModuleEmitter:
             steps.append({"kind": "native", "kernel": idx, "symbol": symbol, "items": items,
                           "points": int(math.prod(k.space)), "name": k.name,
                           "flops": k.flops_per_point})
+            written = [self.slots.get(b) for b in k.writes]
+            if (k.contraction is not None and not k.reduce_axes and len(k.space) == 2
+                    and not loops.columns and None not in written):
+                # an elementwise epilogue whose work items are whole rows of the GEMM's
+                # output (row*blocks + block): it may run on a row block of the GEMM as
+                # soon as that block is done (see syntonic.runtime.blas.matmul)
+                steps[-1]["row_items"] = loops.blocks
+                steps[-1]["writes"] = sorted(written)
         plan: dict[str, Any] = {"slots": self.slot_info, "steps": steps,
                                 "outputs": self._outputs(), "version": CODEGEN_VERSION}
         if all(s["kind"] == "native" for s in steps):

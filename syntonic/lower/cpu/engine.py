@@ -30,6 +30,9 @@ from syntonic.lower.cpu import sharedlib
 
 _lock = threading.Lock()
 _option_lock = threading.Lock()
+# LLVM's global context is not thread-safe: one compile at a time in the process (a user's
+# threads, and the runtime support library built in the background)
+_compile_lock = threading.RLock()
 _engine: Engine | None = None
 INTERLEAVE = 2  # vector iterations per loop trip (see Engine.optimize)
 
@@ -75,51 +78,54 @@ class Engine:
 
     def optimize(self, text: str, vectorize: bool = True) -> llvm.ModuleRef:
         """Parse, verify and run the O3 pipeline (loop + SLP vectorisers on)."""
-        try:
-            mod = llvm.parse_assembly(text)
-            mod.verify()
-        except RuntimeError as exc:
-            raise BackendError(f"generated LLVM IR does not verify: {exc}\n{_numbered(text)}"
-                               ) from None
-        mod.triple = self.triple
-        mod.data_layout = str(self.tm.target_data)
-        pto = llvm.create_pipeline_tuning_options(speed_level=3)
-        # The loop vectoriser of LLVM 22 can run for minutes on large integer bit-mixing
-        # kernels (random-number generators); callers turn it off for those.
-        pto.loop_vectorization = vectorize
-        pto.slp_vectorization = True
-        # Full unrolling together with the loop vectoriser blows up on large integer
-        # kernels (minutes for a 900-node threefry kernel); interleaving still gives the
-        # vectorised loops several independent accumulators.
-        pto.loop_unrolling = False
-        pto.loop_interleaving = True
-        pb = llvm.create_pass_builder(self.tm, pto)
-        mpm = pb.getModulePassManager()
-        # Two interleaved vector iterations per loop trip: long transcendental chains
-        # (W1: tanh, exp, a division per element) are latency-bound with one, 15-20 %
-        # faster with two; reductions and short loops measured unchanged. LLVM's cost
-        # model picks one for large bodies, and only a command-line option forces it, so
-        # it is set around our own pass run and reset (0 = the cost model) for any other
-        # LLVM user in the process (numba).
-        with _option_lock:
-            llvm.set_option("syntonic", f"-force-vector-interleave={INTERLEAVE}")
+        with _compile_lock:
             try:
-                mpm.run(mod, pb)
-            finally:
-                llvm.set_option("syntonic", "-force-vector-interleave=0")
-        return mod
+                mod = llvm.parse_assembly(text)
+                mod.verify()
+            except RuntimeError as exc:
+                raise BackendError(f"generated LLVM IR does not verify: {exc}\n{_numbered(text)}"
+                                   ) from None
+            mod.triple = self.triple
+            mod.data_layout = str(self.tm.target_data)
+            pto = llvm.create_pipeline_tuning_options(speed_level=3)
+            # The loop vectoriser of LLVM 22 can run for minutes on large integer bit-mixing
+            # kernels (random-number generators); callers turn it off for those.
+            pto.loop_vectorization = vectorize
+            pto.slp_vectorization = True
+            # Full unrolling together with the loop vectoriser blows up on large integer
+            # kernels (minutes for a 900-node threefry kernel); interleaving still gives the
+            # vectorised loops several independent accumulators.
+            pto.loop_unrolling = False
+            pto.loop_interleaving = True
+            pb = llvm.create_pass_builder(self.tm, pto)
+            mpm = pb.getModulePassManager()
+            # Two interleaved vector iterations per loop trip: long transcendental chains
+            # (W1: tanh, exp, a division per element) are latency-bound with one, 15-20 %
+            # faster with two; reductions and short loops measured unchanged. LLVM's cost
+            # model picks one for large bodies, and only a command-line option forces it, so
+            # it is set around our own pass run and reset (0 = the cost model) for any other
+            # LLVM user in the process (numba).
+            with _option_lock:
+                llvm.set_option("syntonic", f"-force-vector-interleave={INTERLEAVE}")
+                try:
+                    mpm.run(mod, pb)
+                finally:
+                    llvm.set_option("syntonic", "-force-vector-interleave=0")
+            return mod
 
     def compile(self, text: str, name: str, symbols: tuple[str, ...],
                 vectorize: bool = True) -> Artifact:
         """Optimise `text` and emit object code; `symbols` are the entry points to export."""
-        mod = self.optimize(text, vectorize)
-        obj = self.tm.emit_object(mod)
-        return Artifact(name, str(mod), obj, symbols)
+        with _compile_lock:
+            mod = self.optimize(text, vectorize)
+            obj = self.tm.emit_object(mod)
+            return Artifact(name, str(mod), obj, symbols)
 
     def asm(self, optimized_ir: str) -> str:
         """Assembly text of already-optimised IR (computed only when asked for)."""
-        mod = llvm.parse_assembly(optimized_ir)
-        return self.tm.emit_assembly(mod)
+        with _compile_lock:
+            mod = llvm.parse_assembly(optimized_ir)
+            return self.tm.emit_assembly(mod)
 
     def link(self, obj: bytes) -> bytes | None:
         """A shared library of `obj` (bytes), or None without a (working) linker."""
@@ -139,7 +145,7 @@ class Engine:
                 return sharedlib.load(lib, symbols)
             except OSError:
                 pass  # MCJIT below loads the same (position-independent) object code
-        with self._load_lock:
+        with _compile_lock, self._load_lock:
             if self._ee is None:
                 self._ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
             self._ee.add_object_file(llvm.ObjectFileRef.from_data(obj))
