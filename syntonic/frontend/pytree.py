@@ -11,13 +11,15 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class TreeDef:
-    """The structure of a pytree: ``kind`` is 'leaf', 'tuple', 'list', 'dict' or 'none'."""
+class TreeDef(NamedTuple):
+    """The structure of a pytree: ``kind`` is 'leaf', 'tuple', 'list', 'dict' or 'none'.
+
+    A named tuple (hashable, compared by value) rather than a dataclass: a compiled
+    function flattens its arguments on every call, and a tuple is ~5x cheaper to build.
+    """
 
     kind: str
     children: tuple[TreeDef, ...] = ()
@@ -31,6 +33,7 @@ class TreeDef:
 
 
 LEAF = TreeDef("leaf")
+NONE = TreeDef("none")
 
 
 def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
@@ -39,15 +42,16 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
 
 
 def _flatten(tree: Any, leaves: list[Any]) -> TreeDef:
-    if isinstance(tree, tuple) and not hasattr(tree, "_fields"):
-        return TreeDef("tuple", tuple(_flatten(t, leaves) for t in tree))
-    if isinstance(tree, list):
-        return TreeDef("list", tuple(_flatten(t, leaves) for t in tree))
-    if isinstance(tree, dict):
+    t = type(tree)
+    if t is tuple or (isinstance(tree, tuple) and not hasattr(tree, "_fields")):
+        return TreeDef("tuple", tuple([_flatten(c, leaves) for c in tree]))
+    if t is list or isinstance(tree, list):
+        return TreeDef("list", tuple([_flatten(c, leaves) for c in tree]))
+    if t is dict or isinstance(tree, dict):
         keys = tuple(sorted(tree))
-        return TreeDef("dict", tuple(_flatten(tree[k], leaves) for k in keys), keys)
+        return TreeDef("dict", tuple([_flatten(tree[k], leaves) for k in keys]), keys)
     if tree is None:
-        return TreeDef("none")
+        return NONE
     leaves.append(tree)
     return LEAF
 
@@ -58,15 +62,51 @@ def unflatten(tree: TreeDef, leaves: list[Any]) -> Any:
     return out
 
 
+def unflattener(tree: TreeDef) -> Any:
+    """A function ``leaves -> pytree`` for the fixed structure `tree`: one generated
+    expression (``({'b': L[0], 'w': L[1]}, L[2])``), several times faster than
+    :func:`unflatten` on every call of a compiled function. Dict keys that are not plain
+    str/int/float/bool fall back to :func:`unflatten`.
+
+    Example::
+
+        >>> unflattener(flatten({"w": 1, "b": (2, 3)})[1])([10, 20, 30])
+        {'b': (10, 20), 'w': 30}
+    """
+    counter = iter(range(1 << 62))
+
+    def expr(t: TreeDef) -> str | None:
+        if t.kind == "leaf":
+            return f"L[{next(counter)}]"
+        if t.kind == "none":
+            return "None"
+        parts = [expr(c) for c in t.children]
+        if None in parts:
+            return None
+        if t.kind == "tuple":
+            return "(" + "".join(f"{p}, " for p in parts) + ")"
+        if t.kind == "list":
+            return "[" + ", ".join(parts) + "]"  # type: ignore[arg-type]
+        if not all(type(k) in (str, int, float, bool) for k in t.keys):
+            return None
+        return "{" + ", ".join(f"{k!r}: {p}" for k, p in zip(t.keys, parts)) + "}"
+
+    body = expr(tree)
+    if body is None:
+        return lambda leaves: unflatten(tree, leaves)
+    return eval(f"lambda L: {body}", {})  # noqa: S307 - generated from the treedef only
+
+
 def _unflatten(tree: TreeDef, it: Any) -> Any:
-    if tree.kind == "leaf":
+    kind = tree.kind
+    if kind == "leaf":
         return next(it)
-    if tree.kind == "none":
+    if kind == "none":
         return None
     items = [_unflatten(c, it) for c in tree.children]
-    if tree.kind == "tuple":
+    if kind == "tuple":
         return tuple(items)
-    if tree.kind == "list":
+    if kind == "list":
         return items
     return dict(zip(tree.keys, items))
 

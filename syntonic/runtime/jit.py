@@ -73,6 +73,7 @@ class Compiled:
         # a flat tuple of arrays is the runner's own result: no unflattening per call
         self._flat_tuple = out_tree.kind == "tuple" and all(
             c.kind == "leaf" for c in out_tree.children)
+        self._unflatten = pytree.unflattener(out_tree)
 
     def native(self) -> Any:
         """The compiled CPU program (a :class:`~syntonic.runtime.native.NativeProgram`)."""
@@ -96,7 +97,7 @@ class Compiled:
             return outs[0]
         if self._flat_tuple:
             return tuple(outs)
-        return pytree.unflatten(self.out_tree, list(outs))
+        return self._unflatten(outs)
 
     def _compile_or_fallback(self) -> Any:
         if self.device == "interpreter" or self._native is False:
@@ -195,6 +196,12 @@ class JitFunction:
                     result = entry.run(list(args))
                     self._hot = _hot_path(entry)
                     return result
+            else:  # pytrees of arrays (parameters, optimizer state): one pass, no binding
+                key, tree_leaves = _tree_key(args)
+                entry = self._cache.get(key) if key is not None else None
+                if entry is not None:
+                    self._hot = None
+                    return entry.run(tree_leaves)
         key, leaves, bound = self._signature(args, kwargs, for_call=True)
         entry = self._cache.get(key)
         if entry is None:
@@ -208,6 +215,8 @@ class JitFunction:
             # also when trace/lower/explain made the entry: later calls find it by the
             # cheap key instead of binding the signature again
             fast = _fast_key(args)
+            if fast is None:
+                fast = _tree_key(args)[0]
             if fast is not None:
                 self._cache.setdefault(fast, entry)
         result = entry.run(leaves)
@@ -473,6 +482,41 @@ def _fast_key(args: tuple[Any, ...]) -> Any:
         else:
             return None
     return ("fast", *key)
+
+
+_DICT, _LIST, _TUPLE, _NONE = object(), object(), object(), object()  # node tags
+
+
+def _tree_key(args: tuple[Any, ...]) -> tuple[Any, list[np.ndarray]]:
+    """(key, leaves) for positional pytrees (exact dict/list/tuple/None) of numpy arrays,
+    the leaves in the order ``_signature`` gives them; (None, []) for anything else."""
+    leaves: list[np.ndarray] = []
+    try:
+        key = ("tree", *[_node_key(a, leaves) for a in args])
+    except (_NotTree, TypeError):  # TypeError: dict keys that do not sort
+        return None, []
+    return key, leaves
+
+
+class _NotTree(Exception):
+    pass
+
+
+def _node_key(x: Any, leaves: list[np.ndarray]) -> Any:
+    t = type(x)
+    if t is np.ndarray:
+        leaves.append(x)
+        return (x.dtype, x.shape)
+    if t is dict:
+        keys = sorted(x)
+        return (_DICT, tuple(keys), *[_node_key(x[k], leaves) for k in keys])
+    if t is list:
+        return (_LIST, *[_node_key(c, leaves) for c in x])
+    if t is tuple:
+        return (_TUPLE, *[_node_key(c, leaves) for c in x])
+    if x is None:
+        return _NONE
+    raise _NotTree
 
 
 def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",

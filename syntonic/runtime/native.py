@@ -163,8 +163,8 @@ class NativeProgram:
         output itself (no copy)."""
         pool = self._pool
         if pool is None:
-            pool = self._pool = BufferPool(self.out_slots)
-        outs = [pool.take(shape, dt) for shape, dt in self.out_slots]
+            pool = self._pool = BufferPool(list(self.out_slots))
+        outs = pool.take_all()
         forward = frozenset(donated) & self._param_outputs
         result = None
         fast = self.fast

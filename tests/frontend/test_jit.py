@@ -189,3 +189,52 @@ def test_returning_an_input_or_a_constant():
     a, b, c = f(x)
     np.testing.assert_array_equal(a, x)
     assert float(b) == 3.0 and list(c) == [0, 1, 2]
+
+
+def test_unflattener_matches_unflatten_on_every_node_kind() -> None:
+    from syntonic.frontend import pytree
+
+    trees = [
+        {"b": (1,), "a": [2, None, {"z": 3, "y": ()}], "c": {}},
+        ((4,), [], None, 5),
+        6,
+        None,
+        {(1, 2): 7, (0, 1): 8},  # keys no expression can spell: the generic path
+        [{"x": [9, (10, 11)]}],
+    ]
+    for tree in trees:
+        leaves, td = pytree.flatten(tree)
+        fresh = [object() for _ in leaves]
+        assert pytree.unflattener(td)(fresh) == pytree.unflatten(td, fresh)
+        assert pytree.unflattener(td)(leaves) == tree
+
+
+def test_pytree_calls_take_the_tree_key_path(monkeypatch) -> None:
+    """A call with pytrees of arrays finds its program by one pass over the leaves
+    (no signature binding); a different structure or a Python scalar still traces."""
+    f = sn.jit(lambda p, x: {"y": p["w"] * x + p["b"][0], "n": (p["b"][1] + 1.0,)},
+               device="cpu")
+    p = {"w": np.full(3, 2.0, np.float32), "b": [np.ones(3, np.float32),
+                                                 np.zeros((), np.float32)]}
+    x = np.arange(3, dtype=np.float32)
+    first = f(p, x)
+    bound: list[int] = []
+    real = type(f)._signature
+
+    def spy(self, *a, **k):
+        bound.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(type(f), "_signature", spy)
+    again = f(p, x)
+    assert bound == []
+    np.testing.assert_array_equal(again["y"], x * 2 + 1)
+    np.testing.assert_array_equal(first["y"], again["y"])
+    assert again["n"][0] == 1.0
+    p2 = dict(p, extra=np.ones(3, np.float32))  # another structure: traced anew
+    np.testing.assert_array_equal(f(p2, x)["y"], x * 2 + 1)
+    assert bound and f.cache_size == 2
+    bound.clear()
+    p3 = {"w": p["w"], "b": [p["b"][0], 0.0]}  # a Python float leaf: the binding path
+    np.testing.assert_array_equal(f(p3, x)["y"], x * 2 + 1)
+    assert bound
