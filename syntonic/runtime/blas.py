@@ -227,7 +227,7 @@ def _native_block(blas: _Blas, dt: np.dtype) -> Callable[..., None] | None:
     name = f"sn_rt_gemm_{'s' if dt == np.float32 else 'd'}{blas.index_bits}"
     fn = _blocks.get(name)
     if fn is None:
-        addrs = cpu.native_support()
+        addrs = cpu.loaded_support()  # loaded by the pool once it is busy
         if addrs is None or not blas.address.get(dt):
             return None
         fn = _blocks[name] = cpu.kernel_function(addrs[name])

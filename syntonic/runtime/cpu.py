@@ -32,6 +32,7 @@ from syntonic.ir.errors import BackendError
 from syntonic.lower.cpu.support import KICKS, SLEEPING, SPIN, ctrl_slots
 
 KernelFn = Callable[[int, int, int], None]
+SUPPORT_AFTER_JOBS = 64  # pool jobs through Python before the native hand-off is loaded
 _KERNEL_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 _RUN_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 METH_FASTCALL = 0x0080
@@ -159,6 +160,7 @@ class ThreadPool:
         self._workers: list[_Worker] = []
         self._want_native = native
         self._spin_us = spin_us
+        self._python_jobs = 0
         self.handoff: _Handoff | None = None
 
     def _ensure_workers(self) -> None:
@@ -200,10 +202,18 @@ class ThreadPool:
             raise BackendError(f"a worker thread failed: {job.error!r}") from job.error
 
     def _attach(self) -> _Handoff | None:
-        """The native hand-off, once the support library is there (never waits for it)."""
-        addrs = native_support(wait=False)
+        """The native hand-off, once the support library is there (never waits for it).
+
+        A process starts loading (or building) the library only at its SUPPORT_AFTER_JOBS-th
+        pool job: a short-lived one (a script, a single call) never pays for it."""
+        addrs = _support
         if addrs is None:
-            return None
+            self._python_jobs += 1
+            if self._python_jobs < SUPPORT_AFTER_JOBS:
+                return None
+            addrs = native_support(wait=False)
+            if addrs is None:
+                return None
         with self._lock:
             if self.handoff is None:
                 spin = self._spin_us
@@ -342,6 +352,11 @@ _support_lock = threading.Lock()
 _support: dict[str, int] | None = None
 _support_thread: threading.Thread | None = None
 _support_error: BaseException | None = None
+
+
+def loaded_support() -> dict[str, int] | None:
+    """The support functions' addresses if already loaded (never loads them)."""
+    return _support
 
 
 def native_support(wait: bool = False) -> dict[str, int] | None:

@@ -206,3 +206,19 @@ def test_python_handoff_still_works(lib: dict[str, int]) -> None:
     pool.run(kernel, ctypes_address(table), N)
     assert pool.handoff is None
     np.testing.assert_array_equal(out, x * 2 + 1)
+
+
+def test_the_support_library_is_loaded_only_by_a_busy_pool(monkeypatch) -> None:
+    """A process that hands the pool a few jobs (a script, one call) never builds the
+    support library; the SUPPORT_AFTER_JOBS-th job starts loading it."""
+    asked: list[int] = []
+    monkeypatch.setattr(cpu, "_support", None)
+    monkeypatch.setattr(cpu, "native_support", lambda wait=False: asked.append(1))
+    pool = cpu.ThreadPool(2)
+    seen: list[tuple[int, int]] = []
+    for _ in range(cpu.SUPPORT_AFTER_JOBS - 1):
+        pool.run(lambda t, lo, hi: seen.append((lo, hi)), 0, 10)
+    assert asked == [] and pool.handoff is None
+    pool.run(lambda t, lo, hi: seen.append((lo, hi)), 0, 10)
+    assert asked == [1]
+    assert sorted(seen) == sorted(pool.chunks(10) * cpu.SUPPORT_AFTER_JOBS)
