@@ -13,6 +13,11 @@ never alias an argument of the same call, nor any array the caller can still rea
 donated array that the caller keeps is simply not reused. Outputs of one call are written
 while the inputs of that call are only read, so kernels need no aliasing analysis.
 
+One exception, decided by the compiler: an output that updates a donated parameter point
+by point (:mod:`syntonic.lower.inplace`) is written into that parameter during the call,
+when :func:`consumable` says nothing but its pytree container and the call hold it;
+otherwise the program updates a copy (``NativeProgram._in_place``).
+
 Example::
 
     pool = BufferPool([((512, 512), np.dtype(np.float32))])
@@ -62,6 +67,43 @@ def _pop_dead(free: list[np.ndarray]) -> np.ndarray | None:
 _DEAD_REFS, _DEAD_BASE_REFS = _refs_when_dead()
 
 
+def consumable(a: Any, dtype: np.dtype) -> bool:
+    """True when a program may write its output into donated argument `a` (in place):
+    a plain, writeable, aligned, C-contiguous ndarray of `dtype` owning its memory, held
+    by nothing but one container (the pytree it was passed in) and the call's own list of
+    arguments. An array the caller also holds directly, a view, or an array passed twice
+    is never overwritten (its output goes to a copy)."""
+    if type(a) is not np.ndarray or a.dtype != dtype or a.base is not None:
+        return False
+    flags = a.flags  # (a flags object holds a reference to its array: gone before counting)
+    ok = flags.owndata and flags.c_contiguous and flags.writeable and flags.aligned
+    del flags
+    return bool(ok) and _refs(a) <= _CONSUMABLE_REFS
+
+
+def _refs(a: Any) -> int:
+    return sys.getrefcount(a)
+
+
+def _probe(a: Any, dtype: np.dtype) -> int:  # the frame shape of ``consumable``
+    return _refs(a)
+
+
+def _refs_when_consumable() -> int:
+    """The count ``consumable`` sees for an array held by one dict and the argument list,
+    passed as ``consumable(args[i], dtype)`` (measured on this interpreter, not assumed)."""
+    arr = np.empty(1)
+    holder = {"a": arr}
+    args = [arr]
+    del arr
+    seen = _probe(args[0], np.dtype(np.float64))
+    assert holder  # the container stays alive while counting
+    return seen
+
+
+_CONSUMABLE_REFS = _refs_when_consumable()
+
+
 def poolable(a: Any) -> bool:
     """True for arrays whose memory the pool may own: a plain, writeable, C-contiguous,
     aligned ndarray that owns its memory or views all of an ndarray that does (memory
@@ -97,10 +139,14 @@ class BufferPool:
             self._slots.append((self._free[(math.prod(shape), np.dtype(dtype))],
                                 tuple(shape), np.dtype(dtype)))
 
-    def take_all(self) -> list[np.ndarray]:
-        """``[take(shape, dtype) for each slot]`` (the slots given as a list), cheaper."""
-        out = []
-        for free, shape, dtype in self._slots:
+    def take_all(self, skip: frozenset[int] = frozenset()) -> list[Any]:
+        """``[take(shape, dtype) for each slot]`` (the slots given as a list), cheaper;
+        None at the positions in `skip`."""
+        out: list[Any] = []
+        for k, (free, shape, dtype) in enumerate(self._slots):
+            if k in skip:
+                out.append(None)
+                continue
             arr = _pop_dead(free) if free else None
             if arr is None:
                 arr = np.empty(shape, dtype)

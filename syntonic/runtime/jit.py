@@ -61,12 +61,17 @@ class Compiled:
     """
 
     def __init__(self, graph: Graph, out_tree: pytree.TreeDef, param_types: list[TensorType],
-                 device: str = "auto", donated: tuple[int, ...] = ()):
+                 device: str = "auto", donated: tuple[int, ...] = (),
+                 in_place: tuple[int, ...] = ()):
         self.graph = graph
         self.out_tree = out_tree
         self.param_types = param_types
         self.device = device
         self.donated = donated  # leaf indices of donated arguments (see `jit`)
+        # donated leaves passed inside a pytree: outputs may be written into them (in
+        # place, see syntonic.lower.inplace); a bare array argument is always held by the
+        # caller's own variable during the call, so its outputs use the donation pool
+        self.in_place = in_place
         self._native: Any = None  # the runner: a NativeProgram or a GpuProgram
         self._cpu: Any = None
         self._single = out_tree.kind == "leaf"
@@ -80,7 +85,7 @@ class Compiled:
         if self._cpu is None:
             from syntonic.runtime.native import compile_graph
 
-            self._cpu = compile_graph(self.graph)
+            self._cpu = compile_graph(self.graph, self.in_place)
         return self._cpu
 
     def run(self, leaves: list[Any]) -> Any:
@@ -411,6 +416,7 @@ class JitFunction:
         call_args: dict[str, Any] = {}
         param_types: list[TensorType] = []
         donated: list[int] = []
+        in_place: list[int] = []
         with tracing(trace):
             for name, value in bound.arguments.items():
                 if name in self.static_argnames:
@@ -424,6 +430,8 @@ class JitFunction:
                     traced.append(Tracer(trace.builder.param(t, hint), trace, weak))
                     if name in self.donate_argnames:
                         donated.append(len(param_types))
+                        if tree.kind != "leaf":
+                            in_place.append(len(param_types))
                     param_types.append(t)
                 call_args[name] = pytree.unflatten(tree, traced)
             result = self.fn(*_positional(self.signature, call_args),
@@ -431,7 +439,8 @@ class JitFunction:
             out_leaves, out_tree = pytree.flatten(result)
             values = [_output_value(v, self.__name__) for v in out_leaves]
         graph = verify(trace.builder.build(values))
-        return Compiled(graph, out_tree, param_types, self.device, tuple(donated))
+        return Compiled(graph, out_tree, param_types, self.device, tuple(donated),
+                        tuple(in_place))
 
 
 def _host_spec(leaf: Any) -> Any:
@@ -560,6 +569,13 @@ def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto",
     donated argument that the function returns unchanged is returned as is (no copy). The
     same array passed twice, or also in a non-donated position, is handled by the same
     rule. Donation changes no result: the interpreter path ignores it.
+
+    Inside a donated *pytree*, an output that only updates a parameter point by point
+    (``p - lr * g``: :mod:`syntonic.lower.inplace` checks this) is written into that
+    parameter's own memory during the call, when nothing but its container holds it: the
+    step then uses one set of parameter and state buffers instead of two. The old
+    container (``params`` before ``params, ... = step(params, ...)``) then holds the new
+    values; an array the caller still holds itself (``w = params["w"]``) is never written.
     """
     if fn is None:
         return lambda f: JitFunction(f, device, static_argnames, donate_argnums,

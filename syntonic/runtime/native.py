@@ -29,7 +29,7 @@ import numpy as np
 from syntonic import config
 from syntonic.ir.types import DType
 from syntonic.runtime import blas, cache, cpu
-from syntonic.runtime.donation import BufferPool
+from syntonic.runtime.donation import BufferPool, consumable
 
 WORKSPACE_LIMIT = 1 << 30  # bytes of temporaries a program keeps between calls
 
@@ -90,6 +90,12 @@ class NativeProgram:
                            for s in slots if s["kind"] == "temp"]
         self.outputs = plan["outputs"]
         first_out = self.n_params
+        # (output slot index, parameter index, parameter shape) of outputs written in
+        # place of a donated parameter (see syntonic.lower.inplace)
+        out_slot_info = [s for s in slots if s["kind"] == "output"]
+        self._inplace = [(k, s["inplace"], tuple(slots[s["inplace"]]["shape"]))
+                         for k, s in enumerate(out_slot_info) if "inplace" in s]
+        self._inplace_outs = frozenset(k for k, _, _ in self._inplace)
         self._out_index = [o.get("slot", -1) - first_out for o in self.outputs]
         self._simple_outputs = all(
             "slot" in o and tuple(o["shape"]) == self.out_slots[o["slot"] - first_out][0]
@@ -141,6 +147,8 @@ class NativeProgram:
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any) -> tuple[np.ndarray, ...]:
+        if self._inplace:  # nothing donated: the in-place outputs update copies
+            return self.call_donating(args, ())
         fast = self.fast
         if fast is not None:  # it checks type, dtype, shape and layout of every argument
             outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
@@ -164,8 +172,12 @@ class NativeProgram:
         pool = self._pool
         if pool is None:
             pool = self._pool = BufferPool(list(self.out_slots))
-        outs = pool.take_all()
+        outs = pool.take_all(self._inplace_outs)
         forward = frozenset(donated) & self._param_outputs
+        consumed: set[int] = set()
+        given = args
+        if self._inplace:
+            args, consumed = self._in_place(args, frozenset(donated), outs, pool)
         result = None
         fast = self.fast
         if fast is not None:
@@ -179,9 +191,34 @@ class NativeProgram:
         if result is None:
             result = self._general(args, outs, forward)
         for i in donated:
-            if i not in forward:
-                pool.give(args[i])
+            if i not in forward and i not in consumed:
+                pool.give(given[i])
         return result
+
+    def _in_place(self, args: Sequence[Any], donated: frozenset[int],
+                  outs: list[Any], pool: BufferPool) -> tuple[Sequence[Any], set[int]]:
+        """Fill the in-place outputs of `outs`: the donated argument itself where it may
+        be overwritten (:func:`~syntonic.runtime.donation.consumable`: nothing but its
+        container and this call holds it), else a copy of the argument, which the program
+        then reads and updates (the caller's array stays as it was). Returns the
+        arguments to run with and the donated positions consumed."""
+        # decided before anything else holds the arguments (the count is part of the test)
+        consumed = {i for k, i, _ in self._inplace
+                    if i in donated and consumable(args[i], self.out_slots[k][1])}
+        run_args = args
+        for k, i, shape in self._inplace:
+            shape_k, dt = self.out_slots[k]
+            if i in consumed:
+                a = args[i]
+                outs[k] = a if a.shape == shape_k else a.reshape(shape_k)
+            else:
+                c = pool.take(shape_k, dt)
+                np.copyto(c.reshape(shape), np.asarray(args[i]), casting="same_kind")
+                outs[k] = c
+                if run_args is args:
+                    run_args = list(args)
+                run_args[i] = c.reshape(shape)
+        return run_args, consumed
 
     def _general(self, args: Sequence[Any], outs: list[np.ndarray] | None = None,
                  forward: frozenset[int] = frozenset()) -> tuple[np.ndarray, ...]:
@@ -314,11 +351,12 @@ def program_key(graph_text: str, extra: str = "") -> str:
                           cache.source_fingerprint())
 
 
-def compile_graph(graph: Any) -> NativeProgram:
+def compile_graph(graph: Any, donated: Sequence[int] = ()) -> NativeProgram:
     """Compile a traced (verified) Graph for the CPU: passes, fusion, codegen, LLVM.
 
     Keyed on the traced IR, so a cache hit runs none of those stages (the kernel program
-    is rebuilt only if an opaque kernel needs it).
+    is rebuilt only if an opaque kernel needs it). `donated` (parameter positions) lets
+    outputs be written into donated parameters (:mod:`syntonic.lower.inplace`).
     """
 
     def build() -> Program:  # imports here: a cache hit loads no pass (nor networkx)
@@ -328,17 +366,20 @@ def compile_graph(graph: Any) -> NativeProgram:
 
         return lower_to_kernels(fuse(run_pipeline(graph)[-1].graph))
 
-    return compile_program(None, program_key(graph.key_text()), build)
+    extra = f"donated={sorted(donated)}" if donated else ""
+    return compile_program(None, program_key(graph.key_text(), extra), build,
+                           donated=donated)
 
 
 def compile_program(program: Program | None, key: str,
                     build: Callable[[], Program] | None = None,
-                    annotate: Callable[[str], str] | None = None) -> NativeProgram:
+                    annotate: Callable[[str], str] | None = None,
+                    donated: Sequence[int] = ()) -> NativeProgram:
     """Compile (or fetch from the cache) the program for `key`.
 
     `program` may be None when `build` can make it: on a cache hit it is then built only
     if an opaque step needs it. `annotate` may post-process the optimised LLVM text (e.g.
-    to add user source lines).
+    to add user source lines). `donated`: see :func:`compile_graph` (part of `key`).
     """
     entry = cache.get(key)
     if entry is None:
@@ -348,7 +389,10 @@ def compile_program(program: Program | None, key: str,
         if program is None:
             assert build is not None
             program = build()
-        lowered = lower_program(program, f"{program.name}_{key[:12]}")
+        from syntonic.lower.inplace import inplace_outputs
+
+        lowered = lower_program(program, f"{program.name}_{key[:12]}",
+                                inplace_outputs(program, donated))
         engine = get_engine()
         art = engine.compile(lowered.llvm_ir, program.name, lowered.symbols,
                              vectorize=not _bit_mixing(program))

@@ -187,11 +187,19 @@ def plan_loops(k: Kernel) -> _Loops:
     return _Loops(list(range(last)), [last], max(blocks, 1), block)
 
 
-def lower_program(prog: Program, name: str | None = None) -> Lowered:
-    """Generate the LLVM module of `prog` and its run plan (see :mod:`syntonic.runtime`)."""
+def lower_program(prog: Program, name: str | None = None,
+                  inplace: dict[int, int] | None = None) -> Lowered:
+    """Generate the LLVM module of `prog` and its run plan (see :mod:`syntonic.runtime`).
+
+    `inplace` maps output buffers to the donated parameters whose memory they are written
+    into (:func:`syntonic.lower.inplace.inplace_outputs`): the kernel that writes such an
+    output addresses it through the parameter's pointer, and the plan's output slot says
+    ``"inplace": <param slot>``.
+    """
     name = name or prog.name
     mod = ir.Module(name=f"syntonic.{name}")
     emitter = _ModuleEmitter(prog, mod, _symbol(name))
+    emitter.inplace = dict(inplace or {})
     plan = emitter.emit()
     return Lowered(str(mod), plan, tuple(emitter.symbols))
 
@@ -235,6 +243,7 @@ class _ModuleEmitter:
         self.slots: dict[int, int] = {}
         self.globals: dict[int, ir.GlobalVariable] = {}
         self.slot_info: list[dict[str, Any]] = []
+        self.inplace: dict[int, int] = {}  # output buffer -> donated parameter buffer
 
     # ------------------------------------------------------------ buffers
     def _assign_slots(self) -> None:
@@ -347,6 +356,8 @@ class _ModuleEmitter:
                 # soon as that block is done (see syntonic.runtime.blas.matmul)
                 steps[-1]["row_items"] = loops.blocks
                 steps[-1]["writes"] = sorted(written)
+        for out, param in self.inplace.items():
+            self.slot_info[self.slots[out]]["inplace"] = self.slots[param]
         plan: dict[str, Any] = {"slots": self.slot_info, "steps": steps,
                                 "outputs": self._outputs(), "version": CODEGEN_VERSION}
         if all(s["kind"] == "native" for s in steps):
@@ -792,7 +803,9 @@ class _KernelEmitter:
         for st in k.stores:
             bufs.setdefault(st.buffer, self.m.prog.buffers[st.buffer].type.dtype)
         for bid, dt in sorted(bufs.items()):
-            self.ptrs[bid] = self.m.pointer(b, table, bid, dt)
+            # an output written in place of a parameter: through the parameter's pointer,
+            # so LLVM sees loads and stores of one address (see syntonic.lower.inplace)
+            self.ptrs[bid] = self.m.pointer(b, table, self.m.inplace.get(bid, bid), dt)
         self.partial_ptrs = {a: abi.load_buffer(b, table, slot, self.acc_types[a], f"part{a}")
                              for a, slot in self.partials.items()}
         if self.scratch is not None:
