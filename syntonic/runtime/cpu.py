@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from syntonic.ir.errors import BackendError
-from syntonic.lower.cpu.support import KICKS, SLEEPING, SPIN, ctrl_slots
+from syntonic.lower.cpu.support import SLEEPING, SPIN, ctrl_slots
 
 KernelFn = Callable[[int, int, int], None]
 SUPPORT_AFTER_JOBS = 64  # pool jobs through Python before the native hand-off is loaded
@@ -242,13 +242,13 @@ class ThreadPool:
             fn = _VOID_P.from_buffer(keep).value
         with self._lock:
             workers = self._workers
-            ctrl = handoff.ctrl
-            seq = handoff.publish(ctrl, fn, table, total, n, len(workers))
-            if handoff.slots[KICKS]:
+            seq = handoff.run(handoff.ctrl, fn, table, total, n, len(workers))
+            if seq:  # some workers were asleep: wake them, then take part
+                slots = handoff.slots
                 for i, w in enumerate(workers):
-                    if handoff.slots[SLEEPING + 8 * i + 1]:
+                    if slots[SLEEPING + 8 * i + 1]:
                         w.wake()
-            handoff.finish(ctrl, seq)
+                handoff.finish(handoff.ctrl, seq)
         del keep
         if error:
             raise BackendError(f"a worker thread failed: {error[0]!r}") from error[0]
@@ -261,6 +261,7 @@ class _Handoff:
         i64, vp = ctypes.c_int64, ctypes.c_void_p
         self.publish = ctypes.CFUNCTYPE(i64, vp, i64, i64, i64, i64, i64)(
             addrs["sn_rt_publish"])
+        self.run = ctypes.CFUNCTYPE(i64, vp, i64, i64, i64, i64, i64)(addrs["sn_rt_run"])
         self.finish = ctypes.CFUNCTYPE(None, vp, i64)(addrs["sn_rt_finish"])
         self.worker = ctypes.CFUNCTYPE(i64, vp, i64, i64)(addrs["sn_rt_worker"])
         self.addrs = addrs

@@ -12,6 +12,10 @@ without Python or the GIL on the way:
   workers (a semaphore each); every other worker is spinning and sees the job at once.
 * ``sn_rt_finish(ctrl, seq)``: the caller claims and runs chunks like a worker, then waits
   (spinning) until every chunk has run.
+* ``sn_rt_run(ctrl, fn, table, total, n, workers) -> 0 | seq``: publish, then, when no
+  worker was asleep, finish (returns 0: the job is done); otherwise returns the job
+  number, and the caller wakes the sleepers before it calls ``sn_rt_finish`` (one call
+  from Python per job in the common case).
 * ``sn_rt_worker(ctrl, w, seen) -> seen``: a worker's loop. It spins on the job counter,
   runs the chunks it claims, and returns only after ``ctrl[SPIN]`` idle iterations with
   no new job, marking itself sleeping first (its thread then blocks on its semaphore).
@@ -55,7 +59,7 @@ GEMM_FIELDS = ("fn", "trans_a", "trans_b", "m", "n", "k", "lda", "ldb", "a", "b"
                "by_rows", "step", "item", "epi", "epi_table", "epi_items")
 ROW_MAJOR = 101
 
-SYMBOLS = ("sn_rt_publish", "sn_rt_finish", "sn_rt_worker", "sn_rt_spin",
+SYMBOLS = ("sn_rt_publish", "sn_rt_finish", "sn_rt_run", "sn_rt_worker", "sn_rt_spin",
            "sn_rt_gemm_s32", "sn_rt_gemm_s64", "sn_rt_gemm_d32", "sn_rt_gemm_d64")
 
 _COMMON = """
@@ -148,6 +152,22 @@ loop:
 done:
   %kp = getelementptr i64, i64* %ctrl, i64 {KICKS}
   store i64 %kicks1, i64* %kp, align 8
+  ret i64 %seq
+}}
+
+define i64 @sn_rt_run(i64* %ctrl, i64 %fn, i64 %table, i64 %total, i64 %n,
+                      i64 %workers) nounwind {{
+entry:
+  %seq = call i64 @sn_rt_publish(i64* %ctrl, i64 %fn, i64 %table, i64 %total, i64 %n,
+                                 i64 %workers)
+  %kp = getelementptr i64, i64* %ctrl, i64 {KICKS}
+  %kicks = load i64, i64* %kp, align 8
+  %none = icmp eq i64 %kicks, 0
+  br i1 %none, label %all, label %wake
+all:
+  call void @sn_rt_finish(i64* %ctrl, i64 %seq)
+  ret i64 0
+wake:
   ret i64 %seq
 }}
 
