@@ -167,21 +167,27 @@ class ThreadPool:
         while len(self._workers) < self.n_threads - 1:
             self._workers.append(_Worker(len(self._workers) + 1, self))
 
-    def chunks(self, total: int, grain: int = 1) -> list[tuple[int, int]]:
-        """The deterministic split of ``[0, total)`` into at most n_threads chunks."""
-        n = self._count(total, grain)
+    def chunks(self, total: int, grain: int = 1, per_thread: int = 1) -> list[tuple[int, int]]:
+        """The deterministic split of ``[0, total)`` into at most n_threads * per_thread
+        chunks."""
+        n = self._count(total, grain, per_thread)
         edges = [total * k // n for k in range(n + 1)]
         return [(edges[k], edges[k + 1]) for k in range(n) if edges[k] < edges[k + 1]]
 
-    def _count(self, total: int, grain: int) -> int:
-        return max(1, min(self.n_threads, total // max(grain, 1)))
+    def _count(self, total: int, grain: int, per_thread: int = 1) -> int:
+        if self.n_threads == 1:
+            return 1
+        return max(1, min(self.n_threads * per_thread, total // max(grain, 1)))
 
-    def run(self, kernel: KernelFn, table: int, total: int, grain: int = 1) -> None:
+    def run(self, kernel: KernelFn, table: int, total: int, grain: int = 1,
+            per_thread: int = 1) -> None:
         """Run ``kernel(table, start, stop)`` over ``[0, total)`` on all threads.
 
         `kernel` is a ctypes function (run from machine code) or any Python callable.
+        `per_thread` > 1 cuts more chunks than threads: a thread that falls behind (a
+        core busy with other work) then leaves its unclaimed chunks to the others.
         """
-        n = self._count(total, grain)
+        n = self._count(total, grain, per_thread)
         if n <= 1:
             kernel(table, 0, total)
             return
@@ -191,7 +197,7 @@ class ThreadPool:
         if handoff is not None:
             self._run_native(handoff, kernel, table, total, n)
             return
-        job = _Job(kernel, table, self.chunks(total, grain))
+        job = _Job(kernel, table, self.chunks(total, grain, per_thread))
         with self._lock:
             self._ensure_workers()
             for w in self._workers[: n - 1]:

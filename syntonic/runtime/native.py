@@ -35,6 +35,9 @@ WORKSPACE_LIMIT = 1 << 30  # bytes of temporaries a program keeps between calls
 
 _loaded: dict[str, dict[str, int]] = {}
 _load_lock = threading.Lock()
+# A kernel's work items are independent, so its range is cut into more chunks than threads:
+# a thread slowed by other work on its core leaves its unclaimed chunks to the others.
+CHUNKS_PER_THREAD = 4
 
 
 if TYPE_CHECKING:  # the kernel IR's ~20 dataclasses cost ~10 ms to create: a warm start
@@ -267,7 +270,7 @@ class NativeProgram:
             if kind == "native":
                 fn = self.kernels[step["symbol"]]
                 if step["points"] >= self.min_parallel and step["items"] > 1:
-                    pool.run(fn, addr, step["items"])
+                    pool.run(fn, addr, step["items"], 1, CHUNKS_PER_THREAD)
                 else:
                     fn(addr, 0, step["items"])
             elif kind == "matmul":

@@ -222,3 +222,17 @@ def test_the_support_library_is_loaded_only_by_a_busy_pool(monkeypatch) -> None:
     pool.run(lambda t, lo, hi: seen.append((lo, hi)), 0, 10)
     assert asked == [1]
     assert sorted(seen) == sorted(pool.chunks(10) * cpu.SUPPORT_AFTER_JOBS)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_more_chunks_than_threads_cover_the_range_once(support: dict[str, int],
+                                                       native: bool) -> None:
+    pool = cpu.ThreadPool(3, native=native)
+    assert len(pool.chunks(100, per_thread=4)) == 12
+    assert pool.chunks(5, per_thread=4) == [(k, k + 1) for k in range(5)]
+    seen: list[tuple[int, int]] = []
+    for _ in range(3):
+        seen.clear()
+        pool.run(lambda t, lo, hi: seen.append((lo, hi)), 0, 100, 1, 4)
+        assert sorted(seen) == pool.chunks(100, per_thread=4)
+    assert cpu.ThreadPool(1).chunks(100, per_thread=4) == [(0, 100)]
