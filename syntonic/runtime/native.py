@@ -118,6 +118,7 @@ class NativeProgram:
             if s["kind"] == "matmul":
                 s["_lhs"] = _operand_reader(s["lhs"], slot_dtypes)
                 s["_rhs"] = _operand_reader(s["rhs"], slot_dtypes)
+                s["_gemm"] = blas.GemmStep()
                 # its epilogue may run on each row block of the GEMM (blas.matmul)
                 if (after is not None and after["kind"] == "native"
                         and after["kernel"] == s["kernel"] and "row_items" in after
@@ -276,12 +277,12 @@ class NativeProgram:
             elif kind == "matmul":
                 epi = step.get("_epilogue")
                 if epi is None:
-                    blas.matmul(step["_lhs"](arrays), step["_rhs"](arrays),
-                                arrays[step["out"]])
-                elif blas.matmul(step["_lhs"](arrays), step["_rhs"](arrays),
-                                 arrays[step["out"]],
-                                 (self.kernels[epi["symbol"]], addr, epi["row_items"],
-                                  [arrays[w] for w in epi["writes"]])):
+                    step["_gemm"](step["_lhs"](arrays), step["_rhs"](arrays),
+                                  arrays[step["out"]])
+                elif step["_gemm"](step["_lhs"](arrays), step["_rhs"](arrays),
+                                   arrays[step["out"]],
+                                   (self.kernels[epi["symbol"]], addr, epi["row_items"],
+                                    [arrays[w] for w in epi["writes"]])):
                     done = epi
             else:
                 self._opaque(step["kernel"], arrays)

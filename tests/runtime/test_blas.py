@@ -81,14 +81,14 @@ def test_native_blocks_equal_python_blocks(monkeypatch):
 def _spy_epilogues(monkeypatch) -> list[bool]:
     """Record, per GEMM step of a program, whether its epilogue ran fused."""
     fused: list[bool] = []
-    real = blas.matmul
+    real = blas.GemmStep.__call__
 
-    def spy(lhs, rhs, out, epilogue=None):
-        ran = real(lhs, rhs, out, epilogue)
+    def spy(self, lhs, rhs, out, epilogue=None):
+        ran = real(self, lhs, rhs, out, epilogue)
         fused.append(ran)
         return ran
 
-    monkeypatch.setattr(blas, "matmul", spy)
+    monkeypatch.setattr(blas.GemmStep, "__call__", spy)
     return fused
 
 
@@ -150,3 +150,22 @@ def test_donated_step_with_gemm_epilogues_matches_numpy():
         w = f(w, x)
         want = want - 0.1 * (x @ want)
         np.testing.assert_allclose(w, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_gemm_step_matches_matmul_and_follows_new_layouts():
+    """GemmStep decides once per layout; a call with other shapes or strides decides
+    again (and never reuses a stale descriptor)."""
+    from syntonic.runtime import cpu
+
+    assert cpu.native_support(wait=True) is not None
+    rng = np.random.default_rng(6)
+    gemm = blas.GemmStep()
+    for m, k, n, ta in ((256, 128, 512, False), (512, 64, 256, True), (256, 128, 512, False),
+                        (3, 4, 5, False)):
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        a = a.T if ta else a
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        got, want = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+        gemm(a, b, got)
+        blas.matmul(a, b, want)
+        assert got.tobytes() == want.tobytes()
