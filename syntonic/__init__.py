@@ -76,6 +76,7 @@ from syntonic.frontend.api import (
     square,
     squeeze,
     std,
+    stop_gradient,
     subtract,
     sum,
     tanh,

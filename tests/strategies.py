@@ -501,6 +501,7 @@ def _table() -> tuple[dict[str, Generator], dict[str, frozenset[DType]]]:
     put("iota", _gen_iota, NUMERIC)
     for name in ("neg", "abs", "sign"):
         put(name, _unary(name), NUMERIC)
+    put("stop_gradient", _unary("stop_gradient"), ANY)
     for name in ("exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "erf", "floor"):
         put(name, _unary(name), FLOATS)
     for name in ("add", "sub", "mul", "maximum", "minimum"):

@@ -97,7 +97,8 @@ Rule = Callable[[Emitter, Op, Sequence[Value], Sequence[Value], Sequence[Value |
 VJP_RULES: dict[str, Rule] = {}
 
 # Ops whose operands never receive a gradient.
-ZERO_GRADIENT = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "floor", "sign", "iota",
+ZERO_GRADIENT = frozenset({"stop_gradient",
+                           "eq", "ne", "lt", "le", "gt", "ge", "floor", "sign", "iota",
                            "bitand", "bitor", "bitxor", "shl", "shr",
                            "constant", "golden_weights"})
 

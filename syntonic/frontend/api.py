@@ -71,6 +71,14 @@ floor = _unary("floor", True)
 sign = _unary("sign", False)
 
 
+@eager
+def stop_gradient(x: Array) -> Array:
+    """`x` itself, with a zero gradient: ``sn.grad`` does not differentiate through it (as
+    ``jax.lax.stop_gradient``). Example: ``x - sn.stop_gradient(sn.max(x))``."""
+    t = lift(x)
+    return emit("stop_gradient", [t], weak=t.weak)
+
+
 def _binary(name: str, float_only: bool = False) -> Callable[[Array, Array], Array]:
     def op(x: Array, y: Array) -> Array:
         return tr.elementwise(name, x, y, float_only=float_only)

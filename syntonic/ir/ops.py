@@ -207,6 +207,21 @@ for _name, (_fn, _float_only) in UNARY.items():
     )
 
 
+register(
+    OpDef(
+        "stop_gradient",
+        (1, 1),
+        (),
+        frozenset(),
+        lambda ts, a: ts[0],
+        lambda x: x,
+        "Identity whose reverse-mode derivative is zero (JAX's stop_gradient): reverse-mode "
+        "AD does not differentiate through it. Canonicalization removes it, so kernels never "
+        "see it.",
+    )
+)
+
+
 # ----------------------------------------------------------------- binary ops
 
 def _maximum(x: np.ndarray, y: np.ndarray) -> np.ndarray:

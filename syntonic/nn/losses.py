@@ -31,8 +31,10 @@ def mse(pred: Any, target: Any, reduction: str = "mean") -> Any:
 
 
 def log_softmax(logits: Any, axis: int = -1) -> Any:
-    """x - max - log(sum(exp(x - max))): stable for large logits."""
-    m = api.max(logits, axis=axis, keepdims=True)
+    """x - max - log(sum(exp(x - max))): stable for large logits. The shift by the max
+    changes no value, so its gradient is stopped (it is exactly zero, and computing it
+    would add a pass over the logits and rounding noise at the argmax)."""
+    m = api.stop_gradient(api.max(logits, axis=axis, keepdims=True))
     shifted = api.subtract(logits, m)
     return api.subtract(shifted, api.log(api.sum(api.exp(shifted), axis=axis, keepdims=True)))
 

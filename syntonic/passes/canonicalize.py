@@ -44,6 +44,12 @@ def constants_to_the_right(r: Rewriter, op: Op) -> Value | None:
 # ------------------------------------------------------------ identities
 
 
+@rule("stop_gradient")
+def drop_stop_gradient(r: Rewriter, op: Op) -> Value | None:
+    # stop_gradient(x) -> x   (an identity; it only matters to autodiff, done at trace time)
+    return op.operands[0]
+
+
 def _zero_addend(r: Rewriter, v: Value) -> bool:
     """v is a zero that can be added without changing any x (floats: only -0.0)."""
     if v.dtype.is_float:
@@ -249,6 +255,7 @@ def reduce_unit_axes(r: Rewriter, op: Op) -> Value | None:
 
 
 RULES: tuple[Rule, ...] = (
+    drop_stop_gradient,
     constants_to_the_right,
     add_zero,
     sub_zero,

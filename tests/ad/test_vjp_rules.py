@@ -6,6 +6,8 @@ The loss is ``sum(w * op(x...))`` with fixed random weights `w`, in float64; gra
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -125,14 +127,15 @@ def test_every_differentiable_primitive_has_a_rule_and_a_case():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradient_matches_finite_differences(name):
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))  # (str hashes vary per process)
     shapes, attrs, kind = CASES[name]
     g, inputs = build(name, shapes, attrs, kind, rng)
     dg = verify(vjp_graph(g, list(range(len(g.params)))))
     out = interpret(dg, *inputs, np.float64(1.0))
     analytic = out[1:]
-    # the f32 round trip of `cast` is linear but coarse: difference it with a large step
-    numeric = central_difference(g, inputs, eps=1e-2 if name == "cast" else 1e-6)
+    # the f32 round trip of `cast` is linear but coarse (a step of ~1e-7 relative): difference
+    # it with a large step, so one rounding is ~1e-6 of the difference
+    numeric = central_difference(g, inputs, eps=1e-1 if name == "cast" else 1e-6)
     rtol = 1e-5 if name == "cast" else 1e-6  # the cotangent itself passes through f32
     for a, n in zip(analytic, numeric):
         np.testing.assert_allclose(a, n, rtol=rtol, atol=1e-7)

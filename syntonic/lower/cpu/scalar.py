@@ -305,4 +305,5 @@ STRUCTURAL: dict[str, str] = {
     "constant buffer", "matmul": "Contraction (numpy BLAS GEMM + native epilogue)",
     "while": "Opaque kernel (its regions run through the reference interpreter)",
     "cond": "Opaque kernel (its regions run through the reference interpreter)",
+    "stop_gradient": "removed by canonicalization (an identity that only autodiff sees)",
 }
