@@ -219,13 +219,13 @@ class GemmStep:
                  epilogue: Epilogue | None = None) -> bool:
         key = (lhs.shape, lhs.strides, lhs.dtype, rhs.shape, rhs.strides, rhs.dtype,
                out.shape, out.strides, out.dtype, cpu.POOL.n_threads, cpu.loaded_support())
-        if key != self._key:
-            self._prepare(key, lhs, rhs, out)
-        native = self._native
-        if native is None:
-            return matmul(lhs, rhs, out, epilogue)
         pointer = cpu.data_pointer
-        with self._lock:
+        with self._lock:  # (callers on several threads share the descriptor)
+            if key != self._key:
+                self._prepare(key, lhs, rhs, out)
+            native = self._native
+            if native is None:
+                return matmul(lhs, rhs, out, epilogue)
             d = self._slots
             d[8], d[9], d[10] = pointer(lhs), pointer(rhs), pointer(out)
             fused = (epilogue is not None and self._by_rows
