@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 
@@ -73,7 +74,7 @@ def unflattener(tree: TreeDef) -> Any:
         >>> unflattener(flatten({"w": 1, "b": (2, 3)})[1])([10, 20, 30])
         {'b': (10, 20), 'w': 30}
     """
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
 
     def expr(t: TreeDef) -> str | None:
         if t.kind == "leaf":

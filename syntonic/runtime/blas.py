@@ -143,66 +143,99 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
     epilogue writes no memory the GEMM reads (a donated buffer may be both). Returns True
     if the epilogue ran (the caller runs it otherwise).
     """
-    blas = private_blas() if lhs.ndim == rhs.ndim == out.ndim == 2 else None
-    dt = out.dtype
-    fn = blas.gemm.get(dt) if blas is not None else None
-    if (fn is None or lhs.dtype != dt or rhs.dtype != dt or not out.flags.c_contiguous
-            or 0 in lhs.shape or 0 in rhs.shape):
+    plan = _Plan.make(lhs, rhs, out)
+    if plan is None:
         np.matmul(lhs, rhs, out=out)
         return False
-    la, lb = _blas_layout(lhs), _blas_layout(rhs)
-    if la is None or lb is None:
-        np.matmul(lhs, rhs, out=out)
-        return False
-    m, k = lhs.shape
-    n = rhs.shape[1]
-    ta, lda = la
-    tb, ldb = lb
-    pointer = cpu.data_pointer
-    a0, b0, c0 = pointer(lhs), pointer(rhs), pointer(out)
-    item = dt.itemsize
-    # Split the larger of M and N: each block packs all of the other operand again, so
-    # the smaller one is the one duplicated. Row i of op(A) / column j of op(B) starts:
-    by_rows = m >= n
-    step = ((lda if ta == NO_TRANS else 1) if by_rows else (1 if tb == NO_TRANS else ldb))
-    step *= item
-    pool = cpu.POOL
-    side = m if by_rows else n
-    if 2 * m * n * k < SPLIT_MIN_FLOPS or pool.n_threads == 1:
-        fn(ROW_MAJOR, ta, tb, m, n, k, 1.0, a0, lda, b0, ldb, 0.0, c0, n)
-        return False
-    # one block per thread, fixed by the shape and thread count (so are the bits); more
-    # blocks would pack the other operand once more each
-    native = _native_block(blas, dt)
-    if native is not None:  # the blocks run from machine code (see lower/cpu/support.py)
-        epi = epi_table = epi_items = 0
-        if (epilogue is not None and by_rows
-                and not _overlaps(epilogue[3], (lhs, rhs))):
-            kernel, epi_table, epi_items, _ = epilogue
-            epi = ctypes.c_void_p.from_buffer(kernel).value or 0
-        desc = np.array([blas.address[dt], ta, tb, m, n, k, lda, ldb, a0, b0, c0, by_rows,
-                         step, item, epi, epi_table, epi_items], np.int64)
-        pool.run(native, cpu.data_pointer(desc), side, grain=SPLIT_GRAIN)
-        return epi != 0
+    return plan.run(lhs, rhs, out, epilogue)
 
-    def block(_table: int, lo: int, hi: int) -> None:  # rows/columns [lo, hi)
-        if by_rows:
-            fn(ROW_MAJOR, ta, tb, hi - lo, n, k, 1.0, a0 + lo * step, lda, b0, ldb, 0.0,
-               c0 + lo * n * item, n)
-        else:
-            fn(ROW_MAJOR, ta, tb, m, hi - lo, k, 1.0, a0, lda, b0 + lo * step, ldb, 0.0,
-               c0 + lo * item, n)
 
-    pool.run(block, 0, side, grain=SPLIT_GRAIN)
-    return False
+class _Plan:
+    """How :func:`matmul` computes a product: decided from the operands' shapes, strides
+    and dtypes, the pool's thread count and whether the support library is loaded."""
+
+    @staticmethod
+    def make(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> _Plan | None:
+        """The plan, or None where only ``np.matmul`` can (no private BLAS, another dtype
+        or layout, an empty operand)."""
+        blas = private_blas() if lhs.ndim == rhs.ndim == out.ndim == 2 else None
+        dt = out.dtype
+        if (blas is None or dt not in blas.gemm or lhs.dtype != dt or rhs.dtype != dt
+                or not out.flags.c_contiguous or 0 in lhs.shape or 0 in rhs.shape):
+            return None
+        la, lb = _blas_layout(lhs), _blas_layout(rhs)
+        if la is None or lb is None:
+            return None
+        return _Plan(blas, dt, la, lb, lhs.shape[0], rhs.shape[1], lhs.shape[1])
+
+    def __init__(self, blas: _Blas, dt: np.dtype, la: tuple[int, int], lb: tuple[int, int],
+                 m: int, n: int, k: int) -> None:
+        (ta, lda), (tb, ldb) = la, lb
+        self.fn = blas.gemm[dt]
+        self.call = (ta, tb, m, n, k, lda, ldb)
+        self.item = dt.itemsize
+        # Split the larger of M and N: each block packs all of the other operand again,
+        # so the smaller one is the one duplicated. Row i of op(A) / column j of op(B)
+        # starts `step` bytes after the previous one.
+        self.by_rows = m >= n
+        self.side = m if self.by_rows else n
+        step = ((lda if ta == NO_TRANS else 1) if self.by_rows
+                else (1 if tb == NO_TRANS else ldb))
+        self.step = step * self.item
+        # one block per thread, fixed by the shape and thread count (so are the bits);
+        # more blocks would pack the other operand once more each
+        self.split = 2 * m * n * k >= SPLIT_MIN_FLOPS and cpu.POOL.n_threads > 1
+        self.native = _native_block(blas, dt) if self.split else None
+        if self.native is not None:  # the blocks run from machine code (lower/cpu/support)
+            self.desc = np.array([blas.address[dt], ta, tb, m, n, k, lda, ldb, 0, 0, 0,
+                                  self.by_rows, self.step, self.item, 0, 0, 0], np.int64)
+            self.slots = (ctypes.c_int64 * self.desc.size).from_buffer(self.desc)
+            self.address = ctypes.addressof(self.slots)
+
+    def run(self, lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
+            epilogue: Epilogue | None) -> bool:
+        """Compute the product (True: the epilogue ran too). Not reentrant: a plan shared
+        between threads must be run under a lock (its descriptor is written here)."""
+        pointer = cpu.data_pointer
+        a0, b0, c0 = pointer(lhs), pointer(rhs), pointer(out)
+        fn, item, step = self.fn, self.item, self.step
+        ta, tb, m, n, k, lda, ldb = self.call
+        if not self.split:
+            fn(ROW_MAJOR, ta, tb, m, n, k, 1.0, a0, lda, b0, ldb, 0.0, c0, n)
+            return False
+        if self.native is not None:
+            d = self.slots
+            d[8], d[9], d[10] = a0, b0, c0
+            fused = (epilogue is not None and self.by_rows
+                     and not _overlaps(epilogue[3], (lhs, rhs)))
+            if fused:
+                kernel, d[15], d[16], _ = epilogue
+                d[14] = ctypes.c_void_p.from_buffer(kernel).value or 0
+            else:
+                d[14] = 0
+            cpu.POOL.run(self.native, self.address, self.side, grain=SPLIT_GRAIN)
+            return fused
+
+        by_rows = self.by_rows
+
+        def block(_table: int, lo: int, hi: int) -> None:  # rows/columns [lo, hi)
+            if by_rows:
+                fn(ROW_MAJOR, ta, tb, hi - lo, n, k, 1.0, a0 + lo * step, lda, b0, ldb, 0.0,
+                   c0 + lo * n * item, n)
+            else:
+                fn(ROW_MAJOR, ta, tb, m, hi - lo, k, 1.0, a0, lda, b0 + lo * step, ldb, 0.0,
+                   c0 + lo * item, n)
+
+        cpu.POOL.run(block, 0, self.side, grain=SPLIT_GRAIN)
+        return False
 
 
 class GemmStep:
-    """One GEMM step of a compiled program: :func:`matmul` with its decisions (layouts,
-    split, block function, descriptor) made on the first call. They depend only on the
-    operands' shapes, strides and dtypes, which a program's step keeps from call to call
-    (checked); later calls write the data pointers into the prepared descriptor and post
-    the blocks: ~2 us of Python where :func:`matmul` takes ~10.
+    """One GEMM step of a compiled program: :func:`matmul` with its plan made once. The
+    plan depends only on the operands' shapes, strides and dtypes, which a program's step
+    keeps from call to call (checked, with the thread count and the support library);
+    later calls write the data pointers into the plan's descriptor and post the blocks:
+    ~2 us of Python where :func:`matmul` takes ~10.
 
     Example::
 
@@ -212,60 +245,20 @@ class GemmStep:
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] | None = None
-        self._native: Callable[..., None] | None = None  # None: matmul decides each call
-        self._lock = threading.Lock()
+        self._plan: _Plan | None = None
+        self._lock = threading.Lock()  # callers on several threads share the plan
 
     def __call__(self, lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
                  epilogue: Epilogue | None = None) -> bool:
         key = (lhs.shape, lhs.strides, lhs.dtype, rhs.shape, rhs.strides, rhs.dtype,
                out.shape, out.strides, out.dtype, cpu.POOL.n_threads, cpu.loaded_support())
-        pointer = cpu.data_pointer
-        with self._lock:  # (callers on several threads share the descriptor)
+        with self._lock:
             if key != self._key:
-                self._prepare(key, lhs, rhs, out)
-            native = self._native
-            if native is None:
-                return matmul(lhs, rhs, out, epilogue)
-            d = self._slots
-            d[8], d[9], d[10] = pointer(lhs), pointer(rhs), pointer(out)
-            fused = (epilogue is not None and self._by_rows
-                     and not _overlaps(epilogue[3], (lhs, rhs)))
-            if fused:
-                kernel, d[15], d[16], _ = epilogue
-                d[14] = ctypes.c_void_p.from_buffer(kernel).value or 0
-            else:
-                d[14] = 0
-            cpu.POOL.run(native, self._address, self._side, grain=SPLIT_GRAIN)
-        return fused
-
-    def _prepare(self, key: tuple[Any, ...], lhs: np.ndarray, rhs: np.ndarray,
-                 out: np.ndarray) -> None:
-        """Decide as :func:`matmul` would; only a split with native blocks is prepared."""
-        self._key, self._native = key, None
-        blas = private_blas() if lhs.ndim == rhs.ndim == out.ndim == 2 else None
-        dt = out.dtype
-        if (blas is None or dt not in blas.gemm or lhs.dtype != dt or rhs.dtype != dt
-                or not out.flags.c_contiguous or 0 in lhs.shape or 0 in rhs.shape):
-            return
-        la, lb = _blas_layout(lhs), _blas_layout(rhs)
-        if la is None or lb is None:
-            return
-        (ta, lda), (tb, ldb) = la, lb
-        m, k = lhs.shape
-        n = rhs.shape[1]
-        if 2 * m * n * k < SPLIT_MIN_FLOPS or cpu.POOL.n_threads == 1:
-            return
-        native = _native_block(blas, dt)
-        if native is None:
-            return
-        by_rows = m >= n  # as matmul: the larger side is split
-        step = ((lda if ta == NO_TRANS else 1) if by_rows else (1 if tb == NO_TRANS else ldb))
-        self._desc = np.array([blas.address[dt], ta, tb, m, n, k, lda, ldb, 0, 0, 0,
-                               by_rows, step * dt.itemsize, dt.itemsize, 0, 0, 0], np.int64)
-        self._slots = (ctypes.c_int64 * self._desc.size).from_buffer(self._desc)
-        self._address = ctypes.addressof(self._slots)
-        self._by_rows, self._side = by_rows, (m if by_rows else n)
-        self._native = native
+                self._key, self._plan = key, _Plan.make(lhs, rhs, out)
+            if self._plan is None:
+                np.matmul(lhs, rhs, out=out)
+                return False
+            return self._plan.run(lhs, rhs, out, epilogue)
 
 
 def _overlaps(written: list[np.ndarray], read: tuple[np.ndarray, ...]) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -265,12 +266,9 @@ class _Handoff:
 
     def __init__(self, addrs: dict[str, int], n_workers: int, spin_us: float) -> None:
         i64, vp = ctypes.c_int64, ctypes.c_void_p
-        self.publish = ctypes.CFUNCTYPE(i64, vp, i64, i64, i64, i64, i64)(
-            addrs["sn_rt_publish"])
         self.run = ctypes.CFUNCTYPE(i64, vp, i64, i64, i64, i64, i64)(addrs["sn_rt_run"])
         self.finish = ctypes.CFUNCTYPE(None, vp, i64)(addrs["sn_rt_finish"])
         self.worker = ctypes.CFUNCTYPE(i64, vp, i64, i64)(addrs["sn_rt_worker"])
-        self.addrs = addrs
         n = ctrl_slots(n_workers)
         raw = np.zeros(n + 8, np.int64)  # + 8: room to align the block to 64 bytes
         skip = (-raw.ctypes.data % 64) // 8
@@ -374,17 +372,25 @@ def native_support(wait: bool = False) -> dict[str, int] | None:
     background thread (once per cache: ~60 ms of LLVM) and returns None; `wait` blocks
     until they are there. A failure leaves the Python hand-off in place (None forever).
     """
-    global _support_thread
+    global _support, _support_thread
     if _support is not None:
         return _support
     with _support_lock:
         if _support is not None or _support_error is not None:
             return _support
         if _support_thread is None:
-            key = _support_key()
-            if _load_support_entry(key):
+            from syntonic.lower.cpu.support import support_ir
+            from syntonic.runtime import cache
+            from syntonic.runtime.native import _load_code
+
+            text = support_ir(platform.machine())
+            key = cache.make_key(text, "runtime support", cache.host_key(),
+                                 cache.source_fingerprint())
+            entry = cache.get(key)
+            if entry is not None:
+                _support = _load_code(entry)
                 return _support
-            _support_thread = threading.Thread(target=_build_support, args=(key,),
+            _support_thread = threading.Thread(target=_build_support, args=(text, key),
                                                name="syntonic-support", daemon=True)
             _support_thread.start()
         thread = _support_thread
@@ -393,45 +399,22 @@ def native_support(wait: bool = False) -> dict[str, int] | None:
     return _support
 
 
-def _support_key() -> str:
-    import platform
-
-    from syntonic.lower.cpu.support import support_ir
-    from syntonic.runtime import cache
-
-    return cache.make_key(support_ir(platform.machine()), "runtime support",
-                          cache.host_key(), cache.source_fingerprint())
-
-
-def _load_support_entry(key: str) -> bool:
-    global _support
-    from syntonic.runtime import cache
-    from syntonic.runtime.native import _load_code
-
-    entry = cache.get(key)
-    if entry is None:
-        return False
-    _support = _load_code(entry)
-    return True
-
-
-def _build_support(key: str) -> None:
+def _build_support(text: str, key: str) -> None:
+    """Compile the support library (LLVM IR `text`), cache it under `key`, load it."""
     global _support, _support_error
-    import platform
-
     try:
         from syntonic.lower.cpu.engine import get_engine
-        from syntonic.lower.cpu.support import SYMBOLS, support_ir
+        from syntonic.lower.cpu.support import SYMBOLS
         from syntonic.runtime import cache
+        from syntonic.runtime.native import _load_code
 
         engine = get_engine()
-        art = engine.compile(support_ir(platform.machine()), "runtime support", SYMBOLS,
-                             vectorize=False)
+        art = engine.compile(text, "runtime support", SYMBOLS, vectorize=False)
         entry = cache.Entry({"symbols": list(SYMBOLS), "llvm": art.optimized_ir,
                              "name": "runtime support", "target": engine.target_key},
                             art.obj, engine.link(art.obj) or b"")
         cache.put(key, entry)
-        addrs = engine.load(art.obj, SYMBOLS, entry.lib or None)
+        addrs = _load_code(entry)
         with _support_lock:
             _support = addrs
     except Exception as exc:  # noqa: BLE001 - the Python hand-off stays

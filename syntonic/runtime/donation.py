@@ -129,19 +129,17 @@ class BufferPool:
     """
 
     def __init__(self, slots: Iterable[tuple[tuple[int, ...], np.dtype]]) -> None:
+        keys = [((math.prod(shape), np.dtype(dtype)), tuple(shape)) for shape, dtype in slots]
         self.capacity: dict[Key, int] = {}
-        self._slots: list[tuple[list[np.ndarray], tuple[int, ...], np.dtype]] = []
-        for shape, dtype in slots:
-            key = (math.prod(shape), np.dtype(dtype))
+        for key, _ in keys:
             self.capacity[key] = self.capacity.get(key, 0) + 1
         self._free: dict[Key, list[np.ndarray]] = {k: [] for k in self.capacity}
-        for shape, dtype in slots if isinstance(slots, list) else ():
-            self._slots.append((self._free[(math.prod(shape), np.dtype(dtype))],
-                                tuple(shape), np.dtype(dtype)))
+        # per slot: its free list, shape and dtype (for take_all)
+        self._slots = [(self._free[key], shape, key[1]) for key, shape in keys]
 
     def take_all(self, skip: frozenset[int] = frozenset()) -> list[Any]:
-        """``[take(shape, dtype) for each slot]`` (the slots given as a list), cheaper;
-        None at the positions in `skip`."""
+        """``[take(shape, dtype) for each slot]``, cheaper; None at the positions in
+        `skip`."""
         out: list[Any] = []
         for k, (free, shape, dtype) in enumerate(self._slots):
             if k in skip:

@@ -175,7 +175,7 @@ class NativeProgram:
         output itself (no copy)."""
         pool = self._pool
         if pool is None:
-            pool = self._pool = BufferPool(list(self.out_slots))
+            pool = self._pool = BufferPool(self.out_slots)
         outs = pool.take_all(self._inplace_outs)
         forward = frozenset(donated) & self._param_outputs
         consumed: set[int] = set()
@@ -276,13 +276,11 @@ class NativeProgram:
                     fn(addr, 0, step["items"])
             elif kind == "matmul":
                 epi = step.get("_epilogue")
-                if epi is None:
-                    step["_gemm"](step["_lhs"](arrays), step["_rhs"](arrays),
-                                  arrays[step["out"]])
-                elif step["_gemm"](step["_lhs"](arrays), step["_rhs"](arrays),
-                                   arrays[step["out"]],
-                                   (self.kernels[epi["symbol"]], addr, epi["row_items"],
-                                    [arrays[w] for w in epi["writes"]])):
+                with_epi = None if epi is None else (
+                    self.kernels[epi["symbol"]], addr, epi["row_items"],
+                    [arrays[w] for w in epi["writes"]])
+                if step["_gemm"](step["_lhs"](arrays), step["_rhs"](arrays),
+                                 arrays[step["out"]], with_epi):
                     done = epi
             else:
                 self._opaque(step["kernel"], arrays)

@@ -646,7 +646,6 @@ class _LoopEmitter:
         b.ret_void()
         return fn
 
-
     def _prefetch(self, b: ir.IRBuilder, block: ir.Value, nbytes: int, write: int) -> None:
         """Prefetch the `nbytes` that follow `block` (the next block's rows of a buffer),
         one cache line at a time, up to PREFETCH_MAX_BYTES (a prefetch never faults, so

@@ -267,12 +267,12 @@ entry:
   %ap = inttoptr i64 %a1 to i8*
   %bp = inttoptr i64 %b1 to i8*
   %cp = inttoptr i64 %c1 to i8*
-  %mi = trunc i64 %m_r to {I}
-  %ni = trunc i64 %n_r to {I}
-  %ki = trunc i64 %k to {I}
-  %ldai = trunc i64 %lda to {I}
-  %ldbi = trunc i64 %ldb to {I}
-  %ldci = trunc i64 %n to {I}
+  %mi = {TO_INDEX} i64 %m_r to {I}
+  %ni = {TO_INDEX} i64 %n_r to {I}
+  %ki = {TO_INDEX} i64 %k to {I}
+  %ldai = {TO_INDEX} i64 %lda to {I}
+  %ldbi = {TO_INDEX} i64 %ldb to {I}
+  %ldci = {TO_INDEX} i64 %n to {I}
   call void %f(i32 {ROW_MAJOR}, i32 %ta32, i32 %tb32, {I} %mi, {I} %ni, {I} %ki, {F} 1.0,
                i8* %ap, {I} %ldai, i8* %bp, {I} %ldbi, {F} 0.0, i8* %cp, {I} %ldci)
   %has = icmp ne i64 %epi, 0
@@ -306,29 +306,15 @@ def support_ir(arch: str) -> str:
     slots = dict(SEQ=SEQ, CLAIM=CLAIM, DONE=DONE, FN=FN, TABLE=TABLE, TOTAL=TOTAL, N=N,
                  SPIN=SPIN, KICKS=KICKS, SLEEPING=SLEEPING, PAUSE=pause)
     parts = [_COMMON.format(**slots)]
-    # ``trunc i64 to i64`` is not valid IR: the 64-bit variants take the fields as they are
     loads = "\n".join(
         f"  %{f}.p = getelementptr i64, i64* %d, i64 {i}\n  %{f} = load i64, i64* %{f}.p"
         for i, f in enumerate(GEMM_FIELDS))
     for letter, fp in (("s", "float"), ("d", "double")):
-        for bits in (32, 64):
-            text = _GEMM.format(name=f"{letter}{bits}", loads=loads, I=f"i{bits}", F=fp,
-                                ROW_MAJOR=ROW_MAJOR)
-            if bits == 64:
-                text = _drop_i64_truncs(text)
-            parts.append(text)
+        for bits in (32, 64):  # (an i64 -> i64 "cast" is a bitcast: trunc needs a narrower type)
+            parts.append(_GEMM.format(name=f"{letter}{bits}", loads=loads, I=f"i{bits}",
+                                      F=fp, ROW_MAJOR=ROW_MAJOR,
+                                      TO_INDEX="trunc" if bits < 64 else "bitcast"))
     if "llvm.x86.sse2.pause" in pause:
         parts.append("declare void @llvm.x86.sse2.pause() nounwind")
     return "\n".join(parts)
 
-
-def _drop_i64_truncs(text: str) -> str:
-    """Rewrite ``%x = trunc i64 %y to i64`` as a no-op add (valid IR, folded away)."""
-    out = []
-    for line in text.splitlines():
-        if "trunc i64" in line and line.rstrip().endswith("to i64"):
-            lhs, rhs = line.split("=", 1)
-            value = rhs.split("trunc i64", 1)[1].split(" to ", 1)[0].strip()
-            line = f"{lhs}= add i64 {value}, 0"
-        out.append(line)
-    return "\n".join(out)
