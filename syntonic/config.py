@@ -21,7 +21,8 @@ Environment variables:
 ``SYNTONIC_CACHE_MAX_MB`` disk size bound of the cache, least recently used entries go
                           first (2048; 0: unbounded)
 ``SYNTONIC_CPU_THREADS``  threads for large CPU kernels (0: one per core)
-``SYNTONIC_PARALLEL_MIN_POINTS`` smallest kernel (iteration points) run on the thread pool
+``SYNTONIC_PARALLEL_MIN_POINTS`` smallest kernel cost (iteration points x operations per
+                          point; 32768) run on the thread pool
 ``SYNTONIC_CPU_SPIN_US``  how long (us) an idle pool thread spins for the next job before
                           it sleeps (200; 0: sleep at once)
 ``SYNTONIC_DEVICE=cpu``   make ``sn.jit(device="auto")`` use the CPU even with a GPU present

@@ -143,7 +143,7 @@ def matmul(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
     epilogue writes no memory the GEMM reads (a donated buffer may be both). Returns True
     if the epilogue ran (the caller runs it otherwise).
     """
-    plan = _Plan.make(lhs, rhs, out)
+    plan = _Plan.make(lhs, rhs, out, epilogue is not None)
     if plan is None:
         np.matmul(lhs, rhs, out=out)
         return False
@@ -155,9 +155,10 @@ class _Plan:
     and dtypes, the pool's thread count and whether the support library is loaded."""
 
     @staticmethod
-    def make(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> _Plan | None:
+    def make(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
+             epilogue: bool = False) -> _Plan | None:
         """The plan, or None where only ``np.matmul`` can (no private BLAS, another dtype
-        or layout, an empty operand)."""
+        or layout, an empty operand); `epilogue`: the product has a row epilogue."""
         blas = private_blas() if lhs.ndim == rhs.ndim == out.ndim == 2 else None
         dt = out.dtype
         if (blas is None or dt not in blas.gemm or lhs.dtype != dt or rhs.dtype != dt
@@ -166,18 +167,21 @@ class _Plan:
         la, lb = _blas_layout(lhs), _blas_layout(rhs)
         if la is None or lb is None:
             return None
-        return _Plan(blas, dt, la, lb, lhs.shape[0], rhs.shape[1], lhs.shape[1])
+        return _Plan(blas, dt, la, lb, lhs.shape[0], rhs.shape[1], lhs.shape[1], epilogue)
 
     def __init__(self, blas: _Blas, dt: np.dtype, la: tuple[int, int], lb: tuple[int, int],
-                 m: int, n: int, k: int) -> None:
+                 m: int, n: int, k: int, epilogue: bool = False) -> None:
         (ta, lda), (tb, ldb) = la, lb
         self.fn = blas.gemm[dt]
         self.call = (ta, tb, m, n, k, lda, ldb)
         self.item = dt.itemsize
         # Split the larger of M and N: each block packs all of the other operand again,
-        # so the smaller one is the one duplicated. Row i of op(A) / column j of op(B)
-        # starts `step` bytes after the previous one.
-        self.by_rows = m >= n
+        # so the smaller one is the one duplicated. A row epilogue runs on each block
+        # (in cache) only when split by rows, which is worth packing more of op(B) only
+        # while that extra is small next to the output (a thin K: the N=512, K=10 input
+        # gradient; measured). Row i of op(A) / column j of op(B) starts `step` bytes
+        # after the previous one.
+        self.by_rows = m >= n or (epilogue and 8 * k * (n - m) <= m * n)
         self.side = m if self.by_rows else n
         step = ((lda if ta == NO_TRANS else 1) if self.by_rows
                 else (1 if tb == NO_TRANS else ldb))
@@ -251,10 +255,11 @@ class GemmStep:
     def __call__(self, lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
                  epilogue: Epilogue | None = None) -> bool:
         key = (lhs.shape, lhs.strides, lhs.dtype, rhs.shape, rhs.strides, rhs.dtype,
-               out.shape, out.strides, out.dtype, cpu.POOL.n_threads, cpu.loaded_support())
+               out.shape, out.strides, out.dtype, cpu.POOL.n_threads, cpu.loaded_support(),
+               epilogue is None)
         with self._lock:
             if key != self._key:
-                self._key, self._plan = key, _Plan.make(lhs, rhs, out)
+                self._key, self._plan = key, _Plan.make(lhs, rhs, out, epilogue is not None)
             if self._plan is None:
                 np.matmul(lhs, rhs, out=out)
                 return False

@@ -504,8 +504,7 @@ def _cpu_facts(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
                      f"{_plural(n_native, 'kernel')} run in it, temporaries on the native "
                      "stack")
     else:
-        pool = sum(1 for s in steps if s["kind"] == "native"
-                   and s["points"] >= native.min_parallel and s["items"] > 1)
+        pool = sum(1 for s in steps if s["kind"] == "native" and native.parallel(s))
         gemms = sum(1 for s in steps if s["kind"] == "matmul")
         opaque = sum(1 for s in steps if s["kind"] not in ("native", "matmul"))
         parts = [f"{_plural(n_native, 'kernel call')} through ctypes"
@@ -574,7 +573,7 @@ def _cpu_measure(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
     steps: list[tuple[Any, int, bool, Callable[[], None] | None]] = []
     for s in native._steps:
         if s["kind"] == "native":
-            parallel = s["points"] >= native.min_parallel and s["items"] > 1
+            parallel = native.parallel(s)
             steps.append((native.kernels[s["symbol"]], s["items"], parallel, None))
         elif s["kind"] == "matmul":
             steps.append((None, 0, False, lambda s=s: blas.matmul(

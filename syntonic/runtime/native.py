@@ -7,8 +7,9 @@ loads object code and skips codegen and LLVM. Calling it:
 * small calls whose every step is native use the generated METH_FASTCALL entry: one
   builtin call with the argument and output arrays, temporaries on the native stack;
 * otherwise the general path builds a buffer table once per call and runs the steps:
-  native kernels (on the thread pool above ``config.parallel_min_points`` points), GEMMs
-  through numpy, opaque kernels through their reference rule.
+  native kernels (on the thread pool from a cost of ``config.parallel_min_points``: see
+  :meth:`NativeProgram.parallel`), GEMMs through numpy, opaque kernels through their
+  reference rule.
 
 Example::
 
@@ -129,7 +130,8 @@ class NativeProgram:
         self.min_parallel = cfg.parallel_min_points
         if cfg.cpu_threads and cfg.cpu_threads != cpu.POOL.n_threads:
             cpu.POOL = cpu.ThreadPool(cfg.cpu_threads)
-        biggest = max((s["points"] for s in self._steps if s["kind"] == "native"), default=0)
+        for s in self._steps:
+            s["_parallel"] = s["kind"] == "native" and self.parallel(s)
         self._param_outputs = frozenset(o["param"] for o in self.outputs if "param" in o)
         self._pool: BufferPool | None = None
         self._workspace: tuple[list[np.ndarray], ctypes.Array] | None = None
@@ -142,12 +144,22 @@ class NativeProgram:
         # out` is then a complete call (JitFunction.__call__ uses it; see abi.py)
         self.hot: tuple[Callable[..., Any], tuple[int, ...], np.dtype] | None = None
         if "fast" in plan and cpu.fastcall_supported() and (
-                biggest < self.min_parallel or cpu.POOL.n_threads == 1):
+                not any(s["_parallel"] for s in self._steps) or cpu.POOL.n_threads == 1):
             signature = [(tuple(s["shape"]), np.dtype(DType[s["dtype"]].np)) for s in slots
                          if s["kind"] in ("param", "output")]
             self.fast = cpu.make_fastcall(addrs[plan["fast"]], plan["fast"], signature)
             if self._simple_outputs and len(self.out_slots) == 1:
                 self.hot = (self.fast, *self.out_slots[0])
+
+    def parallel(self, step: dict[str, Any]) -> bool:
+        """Whether native `step` runs on the thread pool: it has more than one work item
+        and its cost (points x operations per point) reaches ``parallel_min_points``, but
+        never under 1/16 of that many points (a small kernel stays in the one-call native
+        entry, where a pool job costs more than it saves). T1's log-softmax + loss kernel,
+        2560 points x 13 operations with exp and log: 28 -> 17 us on two threads."""
+        points = step["points"]
+        return (step["items"] > 1 and 16 * points >= self.min_parallel
+                and points * max(1, step.get("flops", 1)) >= self.min_parallel)
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any) -> tuple[np.ndarray, ...]:
@@ -270,7 +282,7 @@ class NativeProgram:
                 continue
             if kind == "native":
                 fn = self.kernels[step["symbol"]]
-                if step["points"] >= self.min_parallel and step["items"] > 1:
+                if step["_parallel"]:
                     pool.run(fn, addr, step["items"], 1, CHUNKS_PER_THREAD)
                 else:
                     fn(addr, 0, step["items"])

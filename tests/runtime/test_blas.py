@@ -112,6 +112,28 @@ def test_gemm_epilogue_runs_on_each_row_block(monkeypatch):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+def test_a_thin_k_product_wider_than_tall_splits_by_rows_for_its_epilogue(monkeypatch):
+    """relu(a @ b + c) with M < N: split by rows (so the epilogue runs on each block) when
+    K is thin, since the extra packing of b is then small; by columns (the epilogue after
+    the whole product) when K is large."""
+    import syntonic as sn
+    from syntonic.runtime import cpu
+
+    assert cpu.native_support(wait=True) is not None
+    rng = np.random.default_rng(7)
+    for k, expect in ((10, True), (784, False)):
+        a = rng.standard_normal((256, k)).astype(np.float32)
+        b = rng.standard_normal((k, 512)).astype(np.float32)
+        c = rng.standard_normal(512).astype(np.float32)
+        f = sn.jit(lambda a, b, c: sn.maximum(a @ b + c, 0.0), device="cpu")
+        with monkeypatch.context() as mp:
+            fused = _spy_epilogues(mp)
+            got = f(a, b, c)
+        if cpu.POOL.n_threads > 1:
+            assert fused == [expect], k
+        np.testing.assert_allclose(got, np.maximum(a @ b + c, 0.0), rtol=1e-4, atol=1e-3)
+
+
 def test_gemm_epilogue_that_writes_an_operand_runs_after_the_whole_gemm():
     """Each row block runs the epilogue on exactly its rows, unless the epilogue writes
     memory the GEMM reads (then every block must finish first: the caller runs it)."""

@@ -236,3 +236,30 @@ def test_more_chunks_than_threads_cover_the_range_once(support: dict[str, int],
         pool.run(lambda t, lo, hi: seen.append((lo, hi)), 0, 100, 1, 4)
         assert sorted(seen) == pool.chunks(100, per_thread=4)
     assert cpu.ThreadPool(1).chunks(100, per_thread=4) == [(0, 100)]
+
+
+def test_kernels_go_to_the_pool_by_cost_not_by_points_alone() -> None:
+    """A kernel runs on the thread pool when points x operations per point reaches
+    ``parallel_min_points``: a costly row kernel over 4096 points does, a single operation
+    over as many points does not, and a tiny kernel stays in the one-call native entry
+    however costly its points; results match numpy either way."""
+    import syntonic as sn
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((256, 16)).astype(np.float32)
+
+    def costly(x):
+        z = sn.exp(x - x.max(axis=-1, keepdims=True))
+        return sn.tanh(z / z.sum(axis=-1, keepdims=True)) * 0.5 + sn.sigmoid(x) * x
+
+    cases = ((costly, x, True), (lambda x: x * 2.0, x, False),
+             (costly, x[:8], False))
+    for fn, arg, pooled in cases:
+        f = sn.jit(fn, device="cpu")
+        got = f(arg)
+        program = next(iter(f._cache.values())).native()
+        steps = [s for s in program._steps if s["kind"] == "native"]
+        assert any(s["_parallel"] for s in steps) == pooled
+        assert (program.fast is None) == pooled
+        want = sn.jit(fn, device="interpreter")(arg)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
