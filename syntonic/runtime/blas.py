@@ -190,11 +190,22 @@ class _Plan:
         # more blocks would pack the other operand once more each
         self.split = 2 * m * n * k >= SPLIT_MIN_FLOPS and cpu.POOL.n_threads > 1
         self.native = _native_block(blas, dt) if self.split else None
+        self._address = blas.address.get(dt, 0)
         if self.native is not None:  # the blocks run from machine code (lower/cpu/support)
-            self.desc = np.array([blas.address[dt], ta, tb, m, n, k, lda, ldb, 0, 0, 0,
-                                  self.by_rows, self.step, self.item, 0, 0, 0], np.int64)
+            self.desc = self.descriptor()
             self.slots = (ctypes.c_int64 * self.desc.size).from_buffer(self.desc)
             self.address = ctypes.addressof(self.slots)
+
+    def descriptor(self) -> np.ndarray:
+        """A new block descriptor of this product (``support.GEMM_FIELDS``; operand
+        addresses and epilogue still 0)."""
+        ta, tb, m, n, k, lda, ldb = self.call
+        return np.array([self._address, ta, tb, m, n, k, lda, ldb, 0, 0, 0, self.by_rows,
+                         self.step, self.item, 0, 0, 0], np.int64)
+
+    def chunks(self) -> int:
+        """How many blocks the product runs as (1: one call)."""
+        return cpu.POOL._count(self.side, SPLIT_GRAIN) if self.split else 1
 
     def run(self, lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray,
             epilogue: Epilogue | None) -> bool:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from syntonic.ir.errors import BackendError
-from syntonic.lower.cpu.support import SLEEPING, SPIN, ctrl_slots
+from syntonic.lower.cpu.support import SEQ, SLEEPING, SPIN, ctrl_slots
 
 KernelFn = Callable[[int, int, int], None]
 SUPPORT_AFTER_JOBS = 64  # pool jobs through Python before the native hand-off is loaded
@@ -251,14 +251,39 @@ class ThreadPool:
             workers = self._workers
             seq = handoff.run(handoff.ctrl, fn, table, total, n, len(workers))
             if seq:  # some workers were asleep: wake them, then take part
-                slots = handoff.slots
-                for i, w in enumerate(workers):
-                    if slots[SLEEPING + 8 * i + 1]:
-                        w.wake()
+                self._wake(handoff)
                 handoff.finish(handoff.ctrl, seq)
         del keep
         if error:
             raise BackendError(f"a worker thread failed: {error[0]!r}") from error[0]
+
+    def _wake(self, handoff: _Handoff) -> None:
+        """Wake the workers the last posted job found asleep."""
+        slots = handoff.slots
+        for i, w in enumerate(self._workers):
+            if slots[SLEEPING + 8 * i + 1]:
+                w.wake()
+
+    def run_steps(self, steps: int, n_steps: int, table: int) -> bool:
+        """Run a program's step records (``sn_rt_program``, :mod:`syntonic.runtime.runner`)
+        at address `steps` over buffer table `table`: every kernel and GEMM in one native
+        call, their pool jobs on this pool. False (nothing run) without the native
+        hand-off: the caller then runs the steps itself."""
+        handoff = self.handoff
+        if handoff is None:
+            return False
+        with self._lock:
+            n_workers = len(self._workers)
+            start = 0
+            while True:
+                resume = handoff.program(handoff.ctrl, steps, n_steps, start, table,
+                                         n_workers)
+                if resume == 0:
+                    return True
+                # a job found workers asleep: wake them, take part, go on after it
+                self._wake(handoff)
+                handoff.finish(handoff.ctrl, int(handoff.slots[SEQ]))
+                start = resume - 1
 
 
 class _Handoff:
@@ -269,6 +294,8 @@ class _Handoff:
         self.run = ctypes.CFUNCTYPE(i64, vp, i64, i64, i64, i64, i64)(addrs["sn_rt_run"])
         self.finish = ctypes.CFUNCTYPE(None, vp, i64)(addrs["sn_rt_finish"])
         self.worker = ctypes.CFUNCTYPE(i64, vp, i64, i64)(addrs["sn_rt_worker"])
+        self.program = ctypes.CFUNCTYPE(i64, vp, vp, i64, i64, vp, i64)(
+            addrs["sn_rt_program"])
         n = ctrl_slots(n_workers)
         raw = np.zeros(n + 8, np.int64)  # + 8: room to align the block to 64 bytes
         skip = (-raw.ctypes.data % 64) // 8

@@ -23,7 +23,7 @@ import ctypes
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from syntonic import config
 from syntonic.ir.types import DType
 from syntonic.runtime import blas, cache, cpu
 from syntonic.runtime.donation import BufferPool, consumable
+from syntonic.runtime.runner import StepRunner
 
 WORKSPACE_LIMIT = 1 << 30  # bytes of temporaries a program keeps between calls
 
@@ -53,8 +54,7 @@ def _view(spec: dict[str, Any]) -> View:
                 spec["offset"])
 
 
-def _operand_reader(spec: dict[str, Any], slot_dtypes: list[np.dtype]
-                    ) -> Callable[[list[np.ndarray]], np.ndarray]:
+def _operand_reader(spec: dict[str, Any], slot_dtypes: list[np.dtype]) -> _Operand:
     """``read(arrays)``: a GEMM operand as a numpy view of its buffer (strides and offset
     fixed at load time, so BLAS sees a transposed weight as a transpose, no copy); a
     constant operand is materialized once; masked views gather (padding reads 0)."""
@@ -62,15 +62,32 @@ def _operand_reader(spec: dict[str, Any], slot_dtypes: list[np.dtype]
     if "const" in spec:
         data = np.asarray(spec["const"]["data"], DType[spec["const"]["dtype"]].np)
         value = view.gather(data)
-        return lambda arrays: value
+        return _Operand(lambda arrays: value, constant=value)
     slot = spec["slot"]
     if view.masked or view.size == 0 or any(st < 0 for st in view.strides):
-        return lambda arrays: view.gather(arrays[slot].reshape(-1))
+        return _Operand(lambda arrays: view.gather(arrays[slot].reshape(-1)))
     dt = slot_dtypes[slot]
     shape = tuple(view.shape)
     strides = tuple(st * dt.itemsize for st in view.strides)
     offset = view.offset * dt.itemsize
-    return lambda arrays: np.ndarray(shape, dt, arrays[slot], offset, strides)
+    return _Operand(lambda arrays: np.ndarray(shape, dt, arrays[slot], offset, strides),
+                    slot=slot, offset=offset)
+
+
+class _Operand:
+    """A GEMM operand reader (``read(arrays)``) and where it reads: `slot` and byte
+    `offset` for a view of a buffer (the step runner addresses it through the buffer
+    table), or a `constant` array; neither for a gathered view (a new array per call)."""
+
+    __slots__ = ("read", "slot", "offset", "constant")
+
+    def __init__(self, read: Callable[[list[np.ndarray]], np.ndarray], slot: int = -1,
+                 offset: int = 0, constant: np.ndarray | None = None) -> None:
+        self.read = read
+        self.slot, self.offset, self.constant = slot, offset, constant
+
+    def __call__(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return self.read(arrays)
 
 
 class NativeProgram:
@@ -134,6 +151,9 @@ class NativeProgram:
             s["_parallel"] = s["kind"] == "native" and self.parallel(s)
         self._param_outputs = frozenset(o["param"] for o in self.outputs if "param" in o)
         self._pool: BufferPool | None = None
+        # the steps as native records, once the pool hands off natively (False: they
+        # cannot be; see runner.py)
+        self._runner: StepRunner | Literal[False] | None = None
         self._workspace: tuple[list[np.ndarray], ctypes.Array] | None = None
         self._workspace_lock = threading.Lock()
         self._keep_workspace = sum(math.prod(s) * dt.itemsize
@@ -275,6 +295,13 @@ class NativeProgram:
         arrays = front + temps
         addr = ctypes.addressof(table)
         pool = cpu.POOL
+        if pool.handoff is not None:  # every step in one native call (runtime/runner.py)
+            runner = self._runner
+            if runner is not False:
+                if runner is None or runner.pool is not pool:
+                    runner = self._runner = StepRunner.build(self, arrays, pool) or False
+                if runner and runner.run(addr):
+                    return
         done = None  # an epilogue step already run with its GEMM
         for step in self._steps:
             kind = step["kind"]

@@ -20,6 +20,15 @@ without Python or the GIL on the way:
   runs the chunks it claims, and returns only after ``ctrl[SPIN]`` idle iterations with
   no new job, marking itself sleeping first (its thread then blocks on its semaphore).
 * ``sn_rt_spin(n)``: n iterations of the idle loop (to calibrate ``ctrl[SPIN]`` in time).
+* ``sn_rt_program(ctrl, steps, n_steps, start, table, workers) -> 0 | resume + 1``: a
+  whole CPU program's steps from `start` on, in order, without returning to Python:
+  kernels (``fn(table, 0, total)``, or a pool job of `n` chunks through ``sn_rt_run``)
+  and GEMMs (the operand addresses read from the buffer table into the GEMM's
+  descriptor, its epilogue fused unless it writes memory the GEMM reads, then the block
+  function as a pool job). Each step is a :data:`STEP_FIELDS` record. When a pool job
+  finds a worker asleep it returns (the job posted but not finished) with the index of
+  the step to resume at, plus one: the caller wakes the sleepers, calls ``sn_rt_finish``
+  with the job number (``ctrl[SEQ]``) and calls again from there.
 * ``sn_rt_gemm_{s,d}{32,64}(desc, lo, hi)``: rows (or columns) ``[lo, hi)`` of a CBLAS
   ``?gemm`` call described by ``desc`` (see :data:`GEMM_FIELDS`), so a split GEMM is a
   pool job like any kernel; then, optionally, the GEMM's elementwise epilogue kernel on
@@ -59,8 +68,19 @@ GEMM_FIELDS = ("fn", "trans_a", "trans_b", "m", "n", "k", "lda", "ldb", "a", "b"
                "by_rows", "step", "item", "epi", "epi_table", "epi_items")
 ROW_MAJOR = 101
 
+# step[i] of sn_rt_program (int64): kind (0 kernel, 1 GEMM), the function (kernel, or GEMM
+# block), its range and chunks (n <= 1: one direct call); for a GEMM its descriptor, the
+# operands as (table slot, byte offset) (slot -1: the offset is an address), the output
+# slot, the epilogue kernel (0: none; only where the blocks may run it) and its work
+# items per row, and the (written slot, bytes, operand slot, bytes) quadruples whose
+# overlap unfuses the epilogue
+STEP_FIELDS = ("kind", "fn", "total", "n", "desc", "lhs_slot", "lhs_offset", "rhs_slot",
+               "rhs_offset", "out_slot", "epi", "epi_items", "pairs", "n_pairs", "", "")
+KERNEL_STEP, GEMM_STEP = 0, 1
+
 SYMBOLS = ("sn_rt_publish", "sn_rt_finish", "sn_rt_run", "sn_rt_worker", "sn_rt_spin",
-           "sn_rt_gemm_s32", "sn_rt_gemm_s64", "sn_rt_gemm_d32", "sn_rt_gemm_d64")
+           "sn_rt_program", "sn_rt_gemm_s32", "sn_rt_gemm_s64", "sn_rt_gemm_d32",
+           "sn_rt_gemm_d64")
 
 _COMMON = """
 define private void @chunks(i64* %ctrl, i64 %seq) nounwind {{
@@ -242,6 +262,150 @@ out:
 }}
 """
 
+_PROGRAM = """
+define private i64 @operand(i64* %table, i64* %rec, i64 %field) nounwind {{
+entry:
+  %sp = getelementptr i64, i64* %rec, i64 %field
+  %slot = load i64, i64* %sp, align 8
+  %f1 = add i64 %field, 1
+  %op = getelementptr i64, i64* %rec, i64 %f1
+  %off = load i64, i64* %op, align 8
+  %abs = icmp slt i64 %slot, 0
+  br i1 %abs, label %absolute, label %slotted
+absolute:
+  ret i64 %off
+slotted:
+  %bp = getelementptr i64, i64* %table, i64 %slot
+  %base = load i64, i64* %bp, align 8
+  %addr = add i64 %base, %off
+  ret i64 %addr
+}}
+
+define private i1 @overlaps(i64* %table, i64 %pairs_addr, i64 %n) nounwind {{
+entry:
+  %pairs = inttoptr i64 %pairs_addr to i64*
+  br label %head
+head:
+  %j = phi i64 [ 0, %entry ], [ %j1, %next ]
+  %more = icmp slt i64 %j, %n
+  br i1 %more, label %body, label %none
+body:
+  %q = mul i64 %j, 4
+  %wsp = getelementptr i64, i64* %pairs, i64 %q
+  %ws = load i64, i64* %wsp, align 8
+  %q1 = add i64 %q, 1
+  %wbp = getelementptr i64, i64* %pairs, i64 %q1
+  %wb = load i64, i64* %wbp, align 8
+  %q2 = add i64 %q, 2
+  %osp = getelementptr i64, i64* %pairs, i64 %q2
+  %os = load i64, i64* %osp, align 8
+  %q3 = add i64 %q, 3
+  %obp = getelementptr i64, i64* %pairs, i64 %q3
+  %ob = load i64, i64* %obp, align 8
+  %wp = getelementptr i64, i64* %table, i64 %ws
+  %w = load i64, i64* %wp, align 8
+  %opp = getelementptr i64, i64* %table, i64 %os
+  %o = load i64, i64* %opp, align 8
+  %wend = add i64 %w, %wb
+  %oend = add i64 %o, %ob
+  %c1 = icmp ult i64 %w, %oend
+  %c2 = icmp ult i64 %o, %wend
+  %both = and i1 %c1, %c2
+  br i1 %both, label %clash, label %next
+next:
+  %j1 = add i64 %j, 1
+  br label %head
+clash:
+  ret i1 true
+none:
+  ret i1 false
+}}
+
+define i64 @sn_rt_program(i64* %ctrl, i64* %steps, i64 %nsteps, i64 %start, i64* %table,
+                          i64 %workers) nounwind {{
+entry:
+  %tbl = ptrtoint i64* %table to i64
+  br label %head
+head:
+  %i = phi i64 [ %start, %entry ], [ %next, %cont ]
+  %more = icmp slt i64 %i, %nsteps
+  br i1 %more, label %step, label %done
+step:
+  %base = mul i64 %i, {REC}
+  %rec = getelementptr i64, i64* %steps, i64 %base
+  %kind = load i64, i64* %rec, align 8
+  %fnp = getelementptr i64, i64* %rec, i64 1
+  %fn = load i64, i64* %fnp, align 8
+  %totp = getelementptr i64, i64* %rec, i64 2
+  %total = load i64, i64* %totp, align 8
+  %np = getelementptr i64, i64* %rec, i64 3
+  %n = load i64, i64* %np, align 8
+  %i1 = add i64 %i, 1
+  %isgemm = icmp eq i64 %kind, {GEMM_STEP}
+  br i1 %isgemm, label %gemm, label %launch
+gemm:
+  %descp = getelementptr i64, i64* %rec, i64 4
+  %desci = load i64, i64* %descp, align 8
+  %desc = inttoptr i64 %desci to i64*
+  %a = call i64 @operand(i64* %table, i64* %rec, i64 5)
+  %b = call i64 @operand(i64* %table, i64* %rec, i64 7)
+  %outp = getelementptr i64, i64* %rec, i64 9
+  %outslot = load i64, i64* %outp, align 8
+  %cp = getelementptr i64, i64* %table, i64 %outslot
+  %c = load i64, i64* %cp, align 8
+  %da = getelementptr i64, i64* %desc, i64 8
+  store i64 %a, i64* %da, align 8
+  %db = getelementptr i64, i64* %desc, i64 9
+  store i64 %b, i64* %db, align 8
+  %dc = getelementptr i64, i64* %desc, i64 10
+  store i64 %c, i64* %dc, align 8
+  %epip = getelementptr i64, i64* %rec, i64 10
+  %epi = load i64, i64* %epip, align 8
+  %eip = getelementptr i64, i64* %rec, i64 11
+  %epi_items = load i64, i64* %eip, align 8
+  %pp = getelementptr i64, i64* %rec, i64 12
+  %pairs = load i64, i64* %pp, align 8
+  %npp = getelementptr i64, i64* %rec, i64 13
+  %npairs = load i64, i64* %npp, align 8
+  %clash = call i1 @overlaps(i64* %table, i64 %pairs, i64 %npairs)
+  %has = icmp ne i64 %epi, 0
+  %free = xor i1 %clash, true
+  %fused = and i1 %has, %free
+  %epi1 = select i1 %fused, i64 %epi, i64 0
+  %de = getelementptr i64, i64* %desc, i64 14
+  store i64 %epi1, i64* %de, align 8
+  %dt = getelementptr i64, i64* %desc, i64 15
+  store i64 %tbl, i64* %dt, align 8
+  %di = getelementptr i64, i64* %desc, i64 16
+  store i64 %epi_items, i64* %di, align 8
+  %skip = zext i1 %fused to i64
+  %ig = add i64 %i1, %skip
+  br label %launch
+launch:
+  %next = phi i64 [ %i1, %step ], [ %ig, %gemm ]
+  %arg = phi i64 [ %tbl, %step ], [ %desci, %gemm ]
+  %pool = icmp sgt i64 %n, 1
+  br i1 %pool, label %par, label %ser
+ser:
+  %f = inttoptr i64 %fn to void (i8*, i64, i64)*
+  %argp = inttoptr i64 %arg to i8*
+  call void %f(i8* %argp, i64 0, i64 %total)
+  br label %cont
+par:
+  %seq = call i64 @sn_rt_run(i64* %ctrl, i64 %fn, i64 %arg, i64 %total, i64 %n,
+                             i64 %workers)
+  %asleep = icmp ne i64 %seq, 0
+  br i1 %asleep, label %wake, label %cont
+wake:
+  %resume = add i64 %next, 1
+  ret i64 %resume
+cont:
+  br label %head
+done:
+  ret i64 0
+}}
+"""
+
 _GEMM = """
 define void @sn_rt_gemm_{name}(i8* %descb, i64 %lo, i64 %hi) nounwind {{
 entry:
@@ -305,7 +469,8 @@ def support_ir(arch: str) -> str:
     pause = _pause(arch)
     slots = dict(SEQ=SEQ, CLAIM=CLAIM, DONE=DONE, FN=FN, TABLE=TABLE, TOTAL=TOTAL, N=N,
                  SPIN=SPIN, KICKS=KICKS, SLEEPING=SLEEPING, PAUSE=pause)
-    parts = [_COMMON.format(**slots)]
+    parts = [_COMMON.format(**slots),
+             _PROGRAM.format(REC=len(STEP_FIELDS), GEMM_STEP=GEMM_STEP)]
     loads = "\n".join(
         f"  %{f}.p = getelementptr i64, i64* %d, i64 {i}\n  %{f} = load i64, i64* %{f}.p"
         for i, f in enumerate(GEMM_FIELDS))
