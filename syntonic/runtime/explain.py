@@ -507,14 +507,17 @@ def _cpu_facts(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
         pool = sum(1 for s in steps if s["kind"] == "native" and native.parallel(s))
         gemms = sum(1 for s in steps if s["kind"] == "matmul")
         opaque = sum(1 for s in steps if s["kind"] not in ("native", "matmul"))
-        parts = [f"{_plural(n_native, 'kernel call')} through ctypes"
-                 + (f" ({pool} on the thread pool)" if pool else "")]
+        parts = [_plural(n_native, "kernel") + (f" ({pool} on the thread pool)" if pool else "")]
         if gemms:
-            parts.append(f"{_plural(gemms, 'GEMM')} through numpy")
+            parts.append(f"{_plural(gemms, 'GEMM')} (private OpenBLAS, split over the pool)")
         if opaque:
             parts.append(f"{_plural(opaque, 'opaque kernel')} by the reference rule")
+            how = "each step called from Python"
+        else:
+            how = ("all steps in one native call once the pool's native hand-off is loaded "
+                   "(runtime/runner.py; before that, each step called from Python)")
         facts.append("arguments packed into a buffer table per call; " + ", ".join(parts)
-                     + "; temporaries in a reused workspace")
+                     + f": {how}; temporaries in a reused workspace")
     if not entry._single:
         facts.append("results assembled into the output structure (pytree)")
     return tuple(facts), fast_ok
