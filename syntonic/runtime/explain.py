@@ -493,8 +493,11 @@ def _cpu_facts(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
         facts.append("inputs checked by binding the arguments and building the signature "
                      "key (keywords, static arguments, pytrees or scalars)")
     if entry.donated:
+        copies = (": outputs written in place into donated arguments then update copies "
+                  "of them, which its call time includes" if native._inplace else "")
         facts.append(f"{_plural(n_out, 'output')} per call from the donation pool (this "
-                     "measurement calls without donating, to keep your arrays out of it)")
+                     f"measurement calls without donating, to keep your arrays out of it"
+                     f"{copies})")
     else:
         facts.append(f"{_plural(n_out, 'output')} allocated per call (np.empty)")
     if fast_ok or (abstract and native.fast is not None):
@@ -526,10 +529,13 @@ def _cpu_facts(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
 def _cpu_measure(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any], leaves: Sequence[Any],
                  facts: tuple[str, ...]) -> OverheadReport:
-    """Time the call (as the user makes it), then its kernels alone on a prepared table."""
+    """Time the call (as the user makes it), then its kernels alone on a prepared table:
+    for a program with a METH_FASTCALL entry (all kernels serial) each kernel called over
+    its range minus over an empty one; otherwise the program's own steps (the schedule,
+    fused GEMM epilogues, pool jobs and step runner of the call)."""
     import numpy as np
 
-    from syntonic.runtime import blas, cpu
+    from syntonic.runtime import cpu
 
     perf = time.perf_counter
     if entry.donated:  # never hand the caller's arrays to the donation pool
@@ -570,38 +576,36 @@ def _cpu_measure(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
     temps, table = native._new_workspace(len(front))
     for i, a in enumerate(front):
         table[i] = cpu.data_pointer(a)
-    arrays = front + temps
+    if native.fast is None:  # the steps as the call runs them
+        def run_steps(n: int) -> float:
+            t = perf()
+            for _ in range(n):
+                native._run_steps(front, temps, table)
+            return perf() - t
+
+        n_k, samples_k = _batch_size(run_steps)
+        kernels = _best(run_steps, n_k, samples_k)
+        method = ("the call as made, timed in batches; kernels: the program's steps as the "
+                  "call runs them (kernels, GEMMs, pool hand-offs, one native call through "
+                  "the step runner where it applies) on a prepared buffer table")
+        return OverheadReport("cpu", facts, call * 1e6, kernels * 1e6, samples, n,
+                              method=method)
+    # the METH_FASTCALL entry runs every kernel in one native call (all steps native)
     addr = ctypes.addressof(table)
-    pool = cpu.POOL
-    steps: list[tuple[Any, int, bool, Callable[[], None] | None]] = []
-    for s in native._steps:
-        if s["kind"] == "native":
-            parallel = native.parallel(s)
-            steps.append((native.kernels[s["symbol"]], s["items"], parallel, None))
-        elif s["kind"] == "matmul":
-            steps.append((None, 0, False, lambda s=s: blas.matmul(
-                s["_lhs"](arrays), s["_rhs"](arrays), arrays[s["out"]])))
-        else:
-            steps.append((None, 0, False, lambda s=s: native._opaque(s["kernel"], arrays)))
+    steps = [(native.kernels[s["symbol"]], s["items"]) for s in native._steps]
 
     def full(n: int) -> float:
         t = perf()
         for _ in range(n):
-            for kernel, items, parallel, other in steps:
-                if other is not None:
-                    other()
-                elif parallel:
-                    pool.run(kernel, addr, items)
-                else:
-                    kernel(addr, 0, items)
+            for kernel, items in steps:
+                kernel(addr, 0, items)
         return perf() - t
 
     def empty(n: int) -> float:  # the same entries over empty ranges: no work
         t = perf()
         for _ in range(n):
-            for kernel, _items, _parallel, other in steps:
-                if other is None:
-                    kernel(addr, 0, 0)
+            for kernel, _items in steps:
+                kernel(addr, 0, 0)
         return perf() - t
 
     if steps:

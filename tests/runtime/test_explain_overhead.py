@@ -201,3 +201,30 @@ def test_facts_of_a_signature_first_traced_by_explain():
     assert any("on the first call" in fact and "cached key" in fact for fact in facts)
     facts = f.explain(X).overhead.facts  # the first explain's calls made the cheap key
     assert any(fact.startswith("inputs checked by a cached key") for fact in facts)
+
+
+def test_a_general_path_call_times_the_programs_own_steps(monkeypatch):
+    """A program without the one-call entry (a GEMM with its epilogue here) has its kernel
+    time measured by running its own steps (the schedule, fused epilogues and step runner
+    of the call), not kernels called one by one."""
+    from syntonic.runtime import native
+
+    counts = {"steps": 0, "calls": 0}
+    real_steps, real_general = native.NativeProgram._run_steps, native.NativeProgram._general
+
+    def steps(self, *args):
+        counts["steps"] += 1
+        return real_steps(self, *args)
+
+    def general(self, *args, **kwargs):
+        counts["calls"] += 1
+        return real_general(self, *args, **kwargs)
+
+    monkeypatch.setattr(native.NativeProgram, "_run_steps", steps)
+    monkeypatch.setattr(native.NativeProgram, "_general", general)
+    a = np.random.default_rng(1).standard_normal((256, 256)).astype(np.float32)
+    f = sn.jit(lambda a, b: sn.maximum(a @ b + 1.0, 0.0), device="cpu")
+    o = f.explain(a, a).overhead
+    assert o.measured and o.kernels_us > 0
+    assert "program's steps" in o.method
+    assert counts["steps"] > counts["calls"] > 0  # the steps also ran outside calls
