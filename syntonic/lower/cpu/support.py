@@ -77,6 +77,7 @@ ROW_MAJOR = 101
 STEP_FIELDS = ("kind", "fn", "total", "n", "desc", "lhs_slot", "lhs_offset", "rhs_slot",
                "rhs_offset", "out_slot", "epi", "epi_items", "pairs", "n_pairs", "", "")
 KERNEL_STEP, GEMM_STEP = 0, 1
+_QUAD = ("ws", "wb", "os", "ob")  # an overlap check: written slot, bytes, read slot, bytes
 
 SYMBOLS = ("sn_rt_publish", "sn_rt_finish", "sn_rt_run", "sn_rt_worker", "sn_rt_spin",
            "sn_rt_program", "sn_rt_gemm_s32", "sn_rt_gemm_s64", "sn_rt_gemm_d32",
@@ -291,17 +292,8 @@ head:
   br i1 %more, label %body, label %none
 body:
   %q = mul i64 %j, 4
-  %wsp = getelementptr i64, i64* %pairs, i64 %q
-  %ws = load i64, i64* %wsp, align 8
-  %q1 = add i64 %q, 1
-  %wbp = getelementptr i64, i64* %pairs, i64 %q1
-  %wb = load i64, i64* %wbp, align 8
-  %q2 = add i64 %q, 2
-  %osp = getelementptr i64, i64* %pairs, i64 %q2
-  %os = load i64, i64* %osp, align 8
-  %q3 = add i64 %q, 3
-  %obp = getelementptr i64, i64* %pairs, i64 %q3
-  %ob = load i64, i64* %obp, align 8
+  %quad = getelementptr i64, i64* %pairs, i64 %q
+{quad_loads}
   %wp = getelementptr i64, i64* %table, i64 %ws
   %w = load i64, i64* %wp, align 8
   %opp = getelementptr i64, i64* %table, i64 %os
@@ -333,51 +325,24 @@ head:
 step:
   %base = mul i64 %i, {REC}
   %rec = getelementptr i64, i64* %steps, i64 %base
-  %kind = load i64, i64* %rec, align 8
-  %fnp = getelementptr i64, i64* %rec, i64 1
-  %fn = load i64, i64* %fnp, align 8
-  %totp = getelementptr i64, i64* %rec, i64 2
-  %total = load i64, i64* %totp, align 8
-  %np = getelementptr i64, i64* %rec, i64 3
-  %n = load i64, i64* %np, align 8
+{step_loads}
   %i1 = add i64 %i, 1
   %isgemm = icmp eq i64 %kind, {GEMM_STEP}
   br i1 %isgemm, label %gemm, label %launch
 gemm:
-  %descp = getelementptr i64, i64* %rec, i64 4
-  %desci = load i64, i64* %descp, align 8
+{gemm_loads}
   %desc = inttoptr i64 %desci to i64*
   %a = call i64 @operand(i64* %table, i64* %rec, i64 5)
   %b = call i64 @operand(i64* %table, i64* %rec, i64 7)
-  %outp = getelementptr i64, i64* %rec, i64 9
-  %outslot = load i64, i64* %outp, align 8
   %cp = getelementptr i64, i64* %table, i64 %outslot
   %c = load i64, i64* %cp, align 8
-  %da = getelementptr i64, i64* %desc, i64 8
-  store i64 %a, i64* %da, align 8
-  %db = getelementptr i64, i64* %desc, i64 9
-  store i64 %b, i64* %db, align 8
-  %dc = getelementptr i64, i64* %desc, i64 10
-  store i64 %c, i64* %dc, align 8
-  %epip = getelementptr i64, i64* %rec, i64 10
-  %epi = load i64, i64* %epip, align 8
-  %eip = getelementptr i64, i64* %rec, i64 11
-  %epi_items = load i64, i64* %eip, align 8
-  %pp = getelementptr i64, i64* %rec, i64 12
-  %pairs = load i64, i64* %pp, align 8
-  %npp = getelementptr i64, i64* %rec, i64 13
-  %npairs = load i64, i64* %npp, align 8
-  %clash = call i1 @overlaps(i64* %table, i64 %pairs, i64 %npairs)
+{operand_stores}
+  %clash = call i1 @overlaps(i64* %table, i64 %pairs, i64 %n_pairs)
   %has = icmp ne i64 %epi, 0
   %free = xor i1 %clash, true
   %fused = and i1 %has, %free
   %epi1 = select i1 %fused, i64 %epi, i64 0
-  %de = getelementptr i64, i64* %desc, i64 14
-  store i64 %epi1, i64* %de, align 8
-  %dt = getelementptr i64, i64* %desc, i64 15
-  store i64 %tbl, i64* %dt, align 8
-  %di = getelementptr i64, i64* %desc, i64 16
-  store i64 %epi_items, i64* %di, align 8
+{epilogue_stores}
   %skip = zext i1 %fused to i64
   %ig = add i64 %i1, %skip
   br label %launch
@@ -464,16 +429,40 @@ def _pause(arch: str) -> str:
     return "call void asm sideeffect \"\", \"\"()"
 
 
+def _loads(base: str, fields: tuple[str, ...], names: dict[str, str]) -> str:
+    """LLVM IR loading the int64 `fields` named in `names` from ``%base`` into ``%name``."""
+    return "\n".join(
+        f"  %{names[f]}.p = getelementptr i64, i64* %{base}, i64 {i}\n"
+        f"  %{names[f]} = load i64, i64* %{names[f]}.p, align 8"
+        for i, f in enumerate(fields) if f in names)
+
+
+def _stores(base: str, fields: tuple[str, ...], values: dict[str, str]) -> str:
+    """LLVM IR storing ``%value`` into each int64 field of ``%base`` named in `values`."""
+    return "\n".join(
+        f"  %{base}.{f} = getelementptr i64, i64* %{base}, i64 {fields.index(f)}\n"
+        f"  store i64 %{v}, i64* %{base}.{f}, align 8" for f, v in values.items())
+
+
 def support_ir(arch: str) -> str:
     """The LLVM IR text of the runtime support functions for `arch` (``x86_64``, ...)."""
     pause = _pause(arch)
     slots = dict(SEQ=SEQ, CLAIM=CLAIM, DONE=DONE, FN=FN, TABLE=TABLE, TOTAL=TOTAL, N=N,
                  SPIN=SPIN, KICKS=KICKS, SLEEPING=SLEEPING, PAUSE=pause)
+    step = {"kind": "kind", "fn": "fn", "total": "total", "n": "n"}
+    gemm = {"desc": "desci", "out_slot": "outslot", "epi": "epi", "epi_items": "epi_items",
+            "pairs": "pairs", "n_pairs": "n_pairs"}
     parts = [_COMMON.format(**slots),
-             _PROGRAM.format(REC=len(STEP_FIELDS), GEMM_STEP=GEMM_STEP)]
-    loads = "\n".join(
-        f"  %{f}.p = getelementptr i64, i64* %d, i64 {i}\n  %{f} = load i64, i64* %{f}.p"
-        for i, f in enumerate(GEMM_FIELDS))
+             _PROGRAM.format(REC=len(STEP_FIELDS), GEMM_STEP=GEMM_STEP,
+                             quad_loads=_loads("quad", _QUAD, {f: f for f in _QUAD}),
+                             step_loads=_loads("rec", STEP_FIELDS, step),
+                             gemm_loads=_loads("rec", STEP_FIELDS, gemm),
+                             operand_stores=_stores("desc", GEMM_FIELDS,
+                                                    {"a": "a", "b": "b", "c": "c"}),
+                             epilogue_stores=_stores("desc", GEMM_FIELDS, {
+                                 "epi": "epi1", "epi_table": "tbl",
+                                 "epi_items": "epi_items"}))]
+    loads = _loads("d", GEMM_FIELDS, {f: f for f in GEMM_FIELDS})
     for letter, fp in (("s", "float"), ("d", "double")):
         for bits in (32, 64):  # (an i64 -> i64 "cast" is a bitcast: trunc needs a narrower type)
             parts.append(_GEMM.format(name=f"{letter}{bits}", loads=loads, I=f"i{bits}",
