@@ -60,7 +60,7 @@ def _operand_reader(spec: dict[str, Any], slot_dtypes: list[np.dtype]) -> _Opera
     constant operand is materialized once; masked views gather (padding reads 0)."""
     view = _view(spec["view"])
     if "const" in spec:
-        data = np.asarray(spec["const"]["data"], DType[spec["const"]["dtype"]].np)
+        data = cache.unpack_array(spec["const"])
         value = view.gather(data)
         return _Operand(lambda arrays: value, constant=value)
     slot = spec["slot"]
@@ -359,7 +359,7 @@ class NativeProgram:
                 else:
                     result.append(np.array(params[i], copy=True).reshape(shape))
             else:
-                result.append(np.asarray(o["const"], DType[o["dtype"]].np).reshape(shape))
+                result.append(cache.unpack_array(o["const"]).reshape(shape))
         return tuple(result)
 
     # ------------------------------------------------------------ stages

@@ -248,3 +248,43 @@ def test_shared_library_roundtrip() -> None:
         sharedlib.load(lib, ("no_such_symbol",))
     with pytest.raises(OSError):
         sharedlib.load(b"not a library", art.symbols)
+
+
+def test_captured_arrays_are_stored_as_raw_bytes_and_come_back_exactly(cache_dir: Path
+                                                                        ) -> None:
+    """A captured weight used as a GEMM operand and a captured array returned as is are
+    kept in the entry as their raw bytes (base64: ~4/3 of them, not a list of numbers),
+    and a disk hit gives them back bit for bit (f64 and i32)."""
+    import syntonic as sn
+
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((300, 200))  # f64: every bit matters
+    table = np.arange(-7, 8, dtype=np.int32)
+
+    def fn(x):
+        return x @ w, table
+
+    def call(x):  # one call site (a returned capture is located at the caller's line)
+        return sn.jit(fn, device="cpu")(x)
+
+    x = rng.standard_normal((5, 300))
+    got = call(x)
+    (entry,) = _entries(cache_dir)
+    assert entry.stat().st_size < 1.5 * w.nbytes + 200_000
+    cache.clear(memory=True, disk=False)
+    again = call(x)
+    assert cache.info()["disk_hits"] >= 1
+    np.testing.assert_allclose(again[0], x @ w, rtol=1e-12)
+    assert again[0].tobytes() == got[0].tobytes()
+    assert again[1].dtype == np.int32 and again[1].tobytes() == table.tobytes()
+    again[1][0] = 99  # a result the caller may write
+    assert call(x)[1][0] == -7
+
+
+def test_pack_array_roundtrip() -> None:
+    for a in (np.arange(6, dtype=">i4").reshape(2, 3), np.array([True, False]),
+              np.float16([1.5, -np.inf]), np.zeros((0, 3), np.float32)):
+        b = cache.unpack_array(cache.pack_array(a))
+        assert b.shape == a.shape and b.dtype == a.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(b, a)
+        assert b.flags.writeable

@@ -80,6 +80,7 @@ from syntonic.lower.kernel import (
     cpu_row_blocks,
 )
 from syntonic.lower.view import View
+from syntonic.runtime.cache import pack_array
 
 I1 = ir.IntType(1)
 I8 = abi.I8
@@ -386,8 +387,7 @@ class _ModuleEmitter:
             if buf.role is Role.PARAM:
                 entry["param"] = self.prog.params.index(o.buffer)
             elif buf.role is Role.CONST:
-                entry["const"] = np.ascontiguousarray(buf.data, buf.type.dtype.np
-                                                      ).reshape(-1).tolist()
+                entry["const"] = pack_array(np.asarray(buf.data, buf.type.dtype.np))
             else:
                 entry["slot"] = self.slots[o.buffer]
             out.append(entry)
@@ -398,8 +398,7 @@ class _ModuleEmitter:
         entry: dict[str, Any] = {"view": _view_json(view)}
         if role is Role.CONST:
             buf = self.prog.buffers[bid]
-            entry["const"] = {"dtype": buf.type.dtype.name,
-                              "data": np.ascontiguousarray(buf.data).reshape(-1).tolist()}
+            entry["const"] = pack_array(np.asarray(buf.data, buf.type.dtype.np).reshape(-1))
         else:
             entry["slot"] = self._slot(bid, "temp")
         return entry
