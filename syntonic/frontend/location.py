@@ -7,10 +7,13 @@ filtered to the user's frames.
 
 from __future__ import annotations
 
+import contextvars
 import linecache
 import os
 import sys
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from syntonic.ir.errors import SyntonicError
@@ -40,7 +43,27 @@ def user_frame(depth: int = 1) -> types.FrameType | None:
     return frame
 
 
+_PINNED: contextvars.ContextVar[Location | None] = contextvars.ContextVar(
+    "syntonic_location", default=None)
+
+
+@contextmanager
+def located(loc: Location | None) -> Iterator[None]:
+    """Within the block, ops traced outside any user line (a function's returned
+    captured arrays, converted after it returned) are located at `loc`, not at whichever
+    line called the function (which would also make the traced IR, and the compile-cache
+    key, depend on the call site)."""
+    token = _PINNED.set(loc)
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
+
+
 def user_location() -> Location | None:
+    pinned = _PINNED.get()
+    if pinned is not None:
+        return pinned
     frame = user_frame(2)
     if frame is None:
         return None

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from syntonic.frontend import pytree
-from syntonic.frontend.location import reraise_filtered, user_message
+from syntonic.frontend.location import located, reraise_filtered, user_message
 from syntonic.frontend.tracer import Trace, Tracer, constant, tracing
 from syntonic.ir.errors import DTypeError, IRError, SyntonicError, TraceError
+from syntonic.ir.graph import Location
 from syntonic.ir.interpreter import interpret
 from syntonic.ir.types import DType, TensorType
 
@@ -66,11 +67,14 @@ def _leaf_type(leaf: Any) -> tuple[TensorType, bool]:
     return TensorType.of(np.asarray(leaf)), False
 
 
-def _output_value(v: Any, fname: str) -> Any:
+def _output_value(v: Any, fname: str, loc: Location | None = None) -> Any:
+    """The IR value of a returned leaf: a traced value, or a constant located at `loc`
+    (the function's ``def`` line)."""
     if isinstance(v, Tracer):
         return v.value
     if isinstance(v, (bool, int, float, np.ndarray, np.generic)):
-        return constant(v).value
+        with located(loc):
+            return constant(v).value
     raise TraceError(
         user_message(f"`{fname}` returned a {type(v).__name__}; jitted functions return "
                      "arrays, numbers, or tuples/lists/dicts of them", None)

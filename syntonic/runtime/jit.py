@@ -437,7 +437,7 @@ class JitFunction:
             result = self.fn(*_positional(self.signature, call_args),
                              **_keywords(self.signature, call_args))
             out_leaves, out_tree = pytree.flatten(result)
-            values = [_output_value(v, self.__name__) for v in out_leaves]
+            values = [_output_value(v, self.__name__, loc) for v in out_leaves]
         graph = verify(trace.builder.build(values))
         return Compiled(graph, out_tree, param_types, self.device, tuple(donated),
                         tuple(in_place))

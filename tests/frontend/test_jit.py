@@ -238,3 +238,25 @@ def test_pytree_calls_take_the_tree_key_path(monkeypatch) -> None:
     p3 = {"w": p["w"], "b": [p["b"][0], 0.0]}  # a Python float leaf: the binding path
     np.testing.assert_array_equal(f(p3, x)["y"], x * 2 + 1)
     assert bound
+
+
+_TABLE = np.arange(-3, 4, dtype=np.int32)
+
+
+def _returns_a_capture(x):
+    return x * 2.0, _TABLE
+
+
+def test_a_returned_captured_array_is_located_at_the_def_line_not_the_caller():
+    """A function that returns a captured array as is traces to the same IR from any call
+    site (the constant sits at the function's ``def`` line), so the compile-cache key does
+    not depend on where it was called from."""
+    import inspect
+
+    x = np.ones(4, np.float32)
+    first = str(sn.jit(_returns_a_capture).trace(x))
+    second = str(sn.jit(_returns_a_capture).trace(x))  # another line
+    assert first == second
+    line = inspect.getsourcelines(_returns_a_capture)[1]
+    (const,) = [ln for ln in first.splitlines() if "dense<[-3," in ln]
+    assert const.endswith(f'test_jit.py":{line})')
