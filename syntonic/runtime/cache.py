@@ -37,7 +37,6 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -50,8 +49,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 MAGIC = b"SYNTONIC-CPU-CACHE 2\n"
 SUFFIX = ".snc"
@@ -291,23 +288,6 @@ def _trim(st: _Settings, keep: Path) -> None:
             continue
         total -= size
         _stats["evicted"] += 1
-
-
-def pack_array(a: np.ndarray) -> dict[str, Any]:
-    """A constant array for an entry's JSON metadata: its raw little-endian bytes in
-    base64 (a 16 MB weight: ~21 MB of text, encoded and decoded at memory speed; a list of
-    numbers took ~90 MB and seconds each way). Inverse: :func:`unpack_array`."""
-    a = np.ascontiguousarray(a)
-    little = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return {"dtype": a.dtype.str.lstrip("<>=|"), "shape": list(a.shape),
-            "b64": base64.b64encode(little.tobytes()).decode("ascii")}
-
-
-def unpack_array(packed: dict[str, Any]) -> np.ndarray:
-    """The array :func:`pack_array` packed (a new, writable, native-order array)."""
-    dt = np.dtype(packed["dtype"]).newbyteorder("<")
-    raw = np.frombuffer(base64.b64decode(packed["b64"]), dt)
-    return raw.astype(dt.newbyteorder("="), copy=True).reshape(packed["shape"])
 
 
 def _encode(entry: Entry) -> bytes:

@@ -29,6 +29,7 @@ import numpy as np
 
 from syntonic import config
 from syntonic.ir.types import DType
+from syntonic.lower.cpu.constants import unpack_array
 from syntonic.runtime import blas, cache, cpu
 from syntonic.runtime.donation import BufferPool, consumable
 from syntonic.runtime.runner import StepRunner
@@ -60,7 +61,7 @@ def _operand_reader(spec: dict[str, Any], slot_dtypes: list[np.dtype]) -> _Opera
     constant operand is materialized once; masked views gather (padding reads 0)."""
     view = _view(spec["view"])
     if "const" in spec:
-        data = cache.unpack_array(spec["const"])
+        data = unpack_array(spec["const"])
         value = view.gather(data)
         return _Operand(lambda arrays: value, constant=value)
     slot = spec["slot"]
@@ -359,7 +360,7 @@ class NativeProgram:
                 else:
                     result.append(np.array(params[i], copy=True).reshape(shape))
             else:
-                result.append(cache.unpack_array(o["const"]).reshape(shape))
+                result.append(unpack_array(o["const"]).reshape(shape))
         return tuple(result)
 
     # ------------------------------------------------------------ stages

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("llvmlite")
 
 from syntonic.ir.types import DType  # noqa: E402
+from syntonic.lower.cpu.constants import pack_array, unpack_array  # noqa: E402
 from syntonic.runtime import cache  # noqa: E402
 from syntonic.runtime.native import compile_program  # noqa: E402
 from tests.lower.cpu import programs as P  # noqa: E402
@@ -284,7 +285,7 @@ def test_captured_arrays_are_stored_as_raw_bytes_and_come_back_exactly(cache_dir
 def test_pack_array_roundtrip() -> None:
     for a in (np.arange(6, dtype=">i4").reshape(2, 3), np.array([True, False]),
               np.float16([1.5, -np.inf]), np.zeros((0, 3), np.float32)):
-        b = cache.unpack_array(cache.pack_array(a))
+        b = unpack_array(pack_array(a))
         assert b.shape == a.shape and b.dtype == a.dtype.newbyteorder("=")
         np.testing.assert_array_equal(b, a)
         assert b.flags.writeable

@@ -4,6 +4,7 @@ Modules: :mod:`engine` (target machine, O3 pipeline, object code), :mod:`sharedl
 (object code -> shared library -> dlopen, no LLVM needed to load), :mod:`math` (branch-free
 scalar math in LLVM IR; f32 cores in :mod:`math_f32`, the builder helper in
 :mod:`mathexpr`), :mod:`codegen` (kernel IR lowering table), :mod:`abi` (calling
-convention, the METH_FASTCALL entry) and :mod:`layout` (the CPython/numpy object offsets it
-reads).
+convention, the METH_FASTCALL entry), :mod:`layout` (the CPython/numpy object offsets it
+reads), :mod:`support` (the runtime's own machine code: pool hand-off, GEMM blocks, step
+runner) and :mod:`constants` (constant arrays in a plan, readable without llvmlite).
 """

@@ -54,6 +54,7 @@ from llvmlite import ir
 from syntonic.ir.errors import BackendError
 from syntonic.ir.types import DType
 from syntonic.lower.cpu import abi
+from syntonic.lower.cpu.constants import pack_array
 from syntonic.lower.cpu.math import MathLib
 from syntonic.lower.cpu.scalar import (
     LOWERING,
@@ -80,7 +81,6 @@ from syntonic.lower.kernel import (
     cpu_row_blocks,
 )
 from syntonic.lower.view import View
-from syntonic.runtime.cache import pack_array
 
 I1 = ir.IntType(1)
 I8 = abi.I8
