@@ -155,6 +155,7 @@ class NativeProgram:
         # the steps as native records, once the pool hands off natively (False: they
         # cannot be; see runner.py)
         self._runner: StepRunner | Literal[False] | None = None
+        self._calls = 0  # general-path calls before the support library was loaded
         self._workspace: tuple[list[np.ndarray], ctypes.Array] | None = None
         self._workspace_lock = threading.Lock()
         self._keep_workspace = sum(math.prod(s) * dt.itemsize
@@ -296,13 +297,12 @@ class NativeProgram:
         arrays = front + temps
         addr = ctypes.addressof(table)
         pool = cpu.POOL
-        if pool.handoff is not None:  # every step in one native call (runtime/runner.py)
-            runner = self._runner
-            if runner is not False:
-                if runner is None or runner.pool is not pool:
-                    runner = self._runner = StepRunner.build(self, arrays, pool) or False
-                if runner and runner.run(addr):
-                    return
+        runner = self._runner
+        if runner is not False:  # every step in one native call (runtime/runner.py)
+            if runner is None or runner.pool is not pool:
+                runner = self._runner = self._make_runner(arrays, pool)
+            if runner and runner.run(addr):
+                return
         done = None  # an epilogue step already run with its GEMM
         for step in self._steps:
             kind = step["kind"]
@@ -324,6 +324,18 @@ class NativeProgram:
                     done = epi
             else:
                 self._opaque(step["kernel"], arrays)
+
+    def _make_runner(self, arrays: list[np.ndarray], pool: cpu.ThreadPool
+                     ) -> StepRunner | Literal[False] | None:
+        """The step runner, once the support library is loaded (None: not yet; False:
+        the steps cannot run natively). A program that keeps calling without any pool
+        job (small kernels, small GEMMs) starts loading the library itself at its
+        ``SUPPORT_AFTER_JOBS``-th call, as a busy pool does."""
+        if cpu.loaded_support() is None:
+            self._calls += 1
+            if self._calls < cpu.SUPPORT_AFTER_JOBS or cpu.native_support() is None:
+                return None
+        return StepRunner.build(self, arrays, pool) or False
 
     def _opaque(self, kernel_index: int, arrays: list[np.ndarray]) -> None:
         from syntonic.lower.kernel_interp import run_kernel

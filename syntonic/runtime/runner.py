@@ -40,6 +40,10 @@ _REC = len(STEP_FIELDS)
 _F = {name: i for i, name in enumerate(STEP_FIELDS) if name}
 
 
+_PROGRAM = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                            ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
+
+
 def _address(fn: Any) -> int:
     return ctypes.c_void_p.from_buffer(fn).value or 0
 
@@ -53,6 +57,10 @@ class StepRunner:
         self.n_steps = len(records)
         self.pool = pool
         self._keep = keep  # descriptors, overlap lists, constant operands
+        # no step is a pool job: called directly (no pool, no control block)
+        self.serial = bool((records[:, _F["n"]] <= 1).all())
+        addrs = cpu.loaded_support()
+        self._direct = None if addrs is None else _PROGRAM(addrs["sn_rt_program"])
 
     @staticmethod
     def build(program: NativeProgram, arrays: list[np.ndarray],
@@ -79,8 +87,10 @@ class StepRunner:
         return StepRunner(records, keep, pool)
 
     def run(self, table: int) -> bool:
-        """Run every step over buffer table `table` (an address); False if the pool has
-        no native hand-off (then nothing ran)."""
+        """Run every step over buffer table `table` (an address); False if a step needs
+        the pool and the pool has no native hand-off (then nothing ran)."""
+        if self.serial and self._direct is not None:
+            return self._direct(None, self.address, self.n_steps, 0, table, 0) == 0
         return self.pool.run_steps(self.address, self.n_steps, table)
 
 

@@ -109,3 +109,59 @@ def test_a_program_with_an_opaque_step_keeps_the_python_loop(monkeypatch):
         kernels: dict = {}
 
     assert StepRunner.build(Fake(), [], cpu.POOL) is None
+
+
+def test_a_small_program_runs_natively_without_the_pool(monkeypatch):
+    """A train step too small for any pool job (small GEMMs, serial kernels) also runs
+    in one native call, straight, without the pool's hand-off; same bits as the Python
+    loop."""
+    assert cpu.native_support(wait=True) is not None
+    monkeypatch.setattr(cpu, "POOL", cpu.ThreadPool(2))  # a pool that never attached
+    model = sn.nn.Sequential(sn.nn.Linear(16, 32), sn.nn.ReLU(), sn.nn.Linear(32, 4))
+    opt = sn.optim.Adam(1e-2)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 16)).astype(np.float32)
+    y = rng.integers(0, 4, 8).astype(np.int32)
+    results = []
+    for native_steps in (True, False):
+        with monkeypatch.context() as m:
+            if not native_steps:
+                m.setattr(StepRunner, "build", staticmethod(lambda *args: None))
+            step = sn.train.train_step(model, sn.nn.cross_entropy, opt, device="cpu")
+            params = model.init(0)
+            state = opt.init(params)
+            for _ in range(3):
+                params, state, _loss = step(params, state, x, y)
+            (program,) = _programs(step)
+            assert isinstance(program._runner, StepRunner) == native_steps
+            if native_steps:
+                assert program._runner.serial and cpu.POOL.handoff is None
+            results.append(sn.frontend.pytree.named_leaves(params))
+    for name, a in results[0].items():
+        assert a.tobytes() == results[1][name].tobytes(), name
+
+
+def test_a_program_that_keeps_calling_loads_the_support_library(monkeypatch):
+    """Without pool jobs nothing else would load the support library: a program starts
+    loading it at its SUPPORT_AFTER_JOBS-th call (never before, so one-off calls never
+    pay for it), then describes its steps for the runner."""
+    asked: list[int] = []
+    real = cpu.native_support(wait=True)
+    monkeypatch.setattr(cpu, "_support", None)
+
+    def load(wait=False):
+        asked.append(1)
+        monkeypatch.setattr(cpu, "_support", real)
+        return real
+
+    monkeypatch.setattr(cpu, "native_support", load)
+    monkeypatch.setattr(cpu, "POOL", cpu.ThreadPool(2))
+    a = np.ones((8, 8), np.float32)
+    f = sn.jit(lambda a, b: sn.maximum(a @ b, 0.0) + 1.0, device="cpu")
+    for _ in range(cpu.SUPPORT_AFTER_JOBS - 1):
+        f(a, a)
+    (program,) = _programs(f)
+    assert asked == [] and program._runner is None
+    f(a, a)
+    assert asked == [1] and isinstance(program._runner, StepRunner)
+    np.testing.assert_allclose(f(a, a), np.maximum(a @ a, 0.0) + 1.0)
