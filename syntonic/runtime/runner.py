@@ -5,11 +5,13 @@ native entry (its kernels use the thread pool, or it has GEMMs) runs a list of s
 kernels, some on the pool, and GEMMs through the private BLAS, each with an optional
 epilogue on its row blocks. From Python that costs a few microseconds per step (a ctypes
 call, a pool job posted from Python, a GEMM's descriptor filled in); a training step has
-two dozen of them. Once the pool's native hand-off is attached (its support library
-loaded, see :func:`syntonic.runtime.cpu.native_support`), the program's steps become
-records for ``sn_rt_program`` (:mod:`syntonic.lower.cpu.support`) and a call runs them
-all in machine code with the GIL released: the same kernels, the same chunks, the same
-GEMM blocks and the same epilogue decisions as the Python loop, so the same bits.
+two dozen of them. Once the support library is loaded (see
+:func:`syntonic.runtime.cpu.native_support`), the program's steps become records for
+``sn_rt_program`` (:mod:`syntonic.lower.cpu.support`) and a call runs them all in machine
+code with the GIL released: the same kernels, the same chunks, the same GEMM blocks and
+the same epilogue decisions as the Python loop, so the same bits. Pool jobs need the
+pool's native hand-off; a program without any (small kernels, unsplit GEMMs) is called
+directly (``serial``).
 
 A program whose steps cannot all be described this way (an opaque kernel, a GEMM that
 only ``np.matmul`` can do, a gathered GEMM operand) keeps the Python loop.
