@@ -225,7 +225,7 @@ class _Plan:
                      and not _overlaps(epilogue[3], (lhs, rhs)))
             if fused:
                 kernel, d[15], d[16], _ = epilogue
-                d[14] = ctypes.c_void_p.from_buffer(kernel).value or 0
+                d[14] = cpu.function_address(kernel)
             else:
                 d[14] = 0
             cpu.POOL.run(self.native, self.address, self.side, grain=SPLIT_GRAIN)

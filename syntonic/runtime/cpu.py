@@ -84,6 +84,11 @@ def kernel_function(addr: int) -> KernelFn:
     return _KERNEL_PROTO(addr)
 
 
+def function_address(fn: ctypes._CFuncPtr) -> int:  # type: ignore[name-defined]
+    """The machine address of ctypes function `fn` (inverse of :func:`kernel_function`)."""
+    return ctypes.c_void_p.from_buffer(fn).value or 0
+
+
 def run_function(addr: int) -> Callable[[int], None]:
     """A ctypes callable ``f(table_address)`` (releases the GIL)."""
     return _RUN_PROTO(addr)
@@ -237,7 +242,7 @@ class ThreadPool:
                     n: int) -> None:
         error: list[BaseException] = []
         if isinstance(kernel, ctypes._CFuncPtr):  # type: ignore[attr-defined]
-            fn = _VOID_P.from_buffer(kernel).value
+            fn = function_address(kernel)
             keep = None
         else:  # a Python callable: through a ctypes thunk (it takes the GIL per chunk)
             def guarded(t: int, lo: int, hi: int, kernel: KernelFn = kernel) -> None:
@@ -246,7 +251,7 @@ class ThreadPool:
                 except BaseException as exc:  # noqa: BLE001 - raised by run()
                     error.append(exc)
             keep = _KERNEL_PROTO(guarded)
-            fn = _VOID_P.from_buffer(keep).value
+            fn = function_address(keep)
         with self._lock:
             workers = self._workers
             seq = handoff.run(handoff.ctrl, fn, table, total, n, len(workers))

@@ -517,8 +517,8 @@ def _cpu_facts(fn: Any, entry: Any, native: Any, args: tuple[Any, ...],
             parts.append(f"{_plural(opaque, 'opaque kernel')} by the reference rule")
             how = "each step called from Python"
         else:
-            how = ("all steps in one native call once the pool's native hand-off is loaded "
-                   "(runtime/runner.py; before that, each step called from Python)")
+            how = ("all steps in one native call once the runtime support library is "
+                   "loaded (runtime/runner.py; before that, each step called from Python)")
         facts.append("arguments packed into a buffer table per call; " + ", ".join(parts)
                      + f": {how}; temporaries in a reused workspace")
     if not entry._single:

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,10 +47,6 @@ _PROGRAM = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ct
                             ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
 
 
-def _address(fn: Any) -> int:
-    return ctypes.c_void_p.from_buffer(fn).value or 0
-
-
 class StepRunner:
     """The step records of one program for one pool (see the module docstring)."""
 
@@ -59,10 +56,13 @@ class StepRunner:
         self.n_steps = len(records)
         self.pool = pool
         self._keep = keep  # descriptors, overlap lists, constant operands
-        # no step is a pool job: called directly (no pool, no control block)
+        # no step is a pool job: called directly (no pool, no control block), under a
+        # lock of its own: the GEMM descriptors in the records are written per call
+        # (a pooled run is serialized by the pool's lock)
         self.serial = bool((records[:, _F["n"]] <= 1).all())
         addrs = cpu.loaded_support()
         self._direct = None if addrs is None else _PROGRAM(addrs["sn_rt_program"])
+        self._lock = threading.Lock()
 
     @staticmethod
     def build(program: NativeProgram, arrays: list[np.ndarray],
@@ -79,8 +79,9 @@ class StepRunner:
             rec = records[i]
             if step["kind"] == "native":
                 n = pool._count(step["items"], 1, CHUNKS_PER_THREAD) if step["_parallel"] else 1
+                fn = cpu.function_address(program.kernels[step["symbol"]])
                 rec[[_F["kind"], _F["fn"], _F["total"], _F["n"]]] = (
-                    KERNEL_STEP, _address(program.kernels[step["symbol"]]), step["items"], n)
+                    KERNEL_STEP, fn, step["items"], n)
             elif step["kind"] == "matmul":
                 if not _gemm_record(rec, step, program, arrays, keep):
                     return None
@@ -92,7 +93,8 @@ class StepRunner:
         """Run every step over buffer table `table` (an address); False if a step needs
         the pool and the pool has no native hand-off (then nothing ran)."""
         if self.serial and self._direct is not None:
-            return self._direct(None, self.address, self.n_steps, 0, table, 0) == 0
+            with self._lock:
+                return self._direct(None, self.address, self.n_steps, 0, table, 0) == 0
         return self.pool.run_steps(self.address, self.n_steps, table)
 
 
@@ -110,8 +112,8 @@ def _gemm_record(rec: np.ndarray, step: dict[str, Any], program: NativeProgram,
         return False
     desc = plan.descriptor()
     keep.append(desc)
-    rec[_F["kind"]], rec[_F["fn"]], rec[_F["desc"]] = GEMM_STEP, _address(block), \
-        desc.ctypes.data
+    rec[_F["kind"]], rec[_F["fn"]] = GEMM_STEP, cpu.function_address(block)
+    rec[_F["desc"]] = desc.ctypes.data
     rec[_F["total"]], rec[_F["n"]] = plan.side, plan.chunks()
     for name, op, arr in (("lhs", lhs_op, lhs), ("rhs", rhs_op, rhs)):
         if op.constant is not None:
@@ -123,7 +125,7 @@ def _gemm_record(rec: np.ndarray, step: dict[str, Any], program: NativeProgram,
             return False  # gathered: a new array per call
     rec[_F["out_slot"]] = step["out"]
     if epi is not None and plan.split and plan.by_rows:  # as _Plan.run would fuse it
-        rec[_F["epi"]] = _address(program.kernels[epi["symbol"]])
+        rec[_F["epi"]] = cpu.function_address(program.kernels[epi["symbol"]])
         rec[_F["epi_items"]] = epi["row_items"]
         # the epilogue must not write what the GEMM reads (a donated buffer may be both):
         # checked per call on the table's addresses, whole buffers

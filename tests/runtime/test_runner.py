@@ -165,3 +165,36 @@ def test_a_program_that_keeps_calling_loads_the_support_library(monkeypatch):
     f(a, a)
     assert asked == [1] and isinstance(program._runner, StepRunner)
     np.testing.assert_allclose(f(a, a), np.maximum(a @ a, 0.0) + 1.0)
+
+
+def test_threads_sharing_a_small_program_get_their_own_results(monkeypatch):
+    """A directly called runner writes its GEMM descriptors per call: threads calling
+    one program at once take turns (each result is its own product)."""
+    import threading
+
+    assert cpu.native_support(wait=True) is not None
+    monkeypatch.setattr(cpu, "POOL", cpu.ThreadPool(2))
+    f = sn.jit(lambda a, b: sn.maximum(a @ b, 0.0) + 1.0, device="cpu")
+    rng = np.random.default_rng(4)
+    mats = [rng.standard_normal((64, 64)).astype(np.float32) for _ in range(4)]
+    f(mats[0], mats[0])
+    (program,) = _programs(f)
+    program._calls = cpu.SUPPORT_AFTER_JOBS  # the runner at the next call
+    f(mats[0], mats[0])
+    assert isinstance(program._runner, StepRunner) and program._runner.serial
+    wrong: list[int] = []
+
+    def work(k: int) -> None:
+        a = mats[k]
+        want = np.maximum(a @ a, 0.0) + 1.0
+        for _ in range(500):
+            if not np.allclose(f(a, a), want, rtol=1e-4, atol=1e-3):
+                wrong.append(k)
+                return
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
