@@ -27,12 +27,26 @@ def _is_internal(filename: str) -> bool:
 
 
 def display_path(filename: str) -> str:
-    """A short path for messages: relative to the working directory when inside it."""
+    """A short path for messages: relative to the working directory when inside it.
+
+    Remembered per (file, working directory): a trace asks once per op, and
+    ``os.path.relpath`` costs ~10 us each time.
+    """
     try:
-        rel = os.path.relpath(filename)
-    except ValueError:
+        key = (filename, os.getcwd())
+    except OSError:  # the working directory was removed
         return filename
-    return filename if rel.startswith("..") else rel
+    path = _DISPLAY.get(key)
+    if path is None:
+        try:
+            rel = os.path.relpath(filename)
+        except ValueError:
+            rel = ".."
+        path = _DISPLAY[key] = filename if rel.startswith("..") else rel
+    return path
+
+
+_DISPLAY: dict[tuple[str, str], str] = {}
 
 
 def user_frame(depth: int = 1) -> types.FrameType | None:

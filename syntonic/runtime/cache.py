@@ -46,9 +46,8 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 MAGIC = b"SYNTONIC-CPU-CACHE 2\n"
 SUFFIX = ".snc"
@@ -60,18 +59,19 @@ class CacheWarning(UserWarning):
     """A cache entry could not be read or written; it is rebuilt (never fatal)."""
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A cached compilation: JSON-able metadata, the object code and, where the system
-    has a linker, the shared library linked from it (loaded without LLVM)."""
+    has a linker, the shared library linked from it (loaded without LLVM).
+
+    (NamedTuples, not dataclasses: this module loads on a warm process's first call,
+    where a dataclass costs ~1 ms to create.)"""
 
     meta: dict[str, Any]
     obj: bytes
     lib: bytes = b""
 
 
-@dataclass
-class _Settings:
+class _Settings(NamedTuple):
     mode: str
     dir: Path
     max_bytes: int = 0  # 0: unbounded
@@ -138,27 +138,35 @@ _fingerprint: str | None = None
 _host: str | None = None
 
 
+# What turns a traced graph into machine code and runs it: the key holds the traced IR
+# itself, so the front end (tracing, autodiff, modules, the engine) needs no fingerprint.
+COMPILER_PACKAGES = ("ir", "passes", "lower", "runtime")
+
+
 def source_fingerprint() -> str:
-    """A hash of the names, sizes and mtimes of Syntonic's source files (computed once)."""
+    """A hash of the names, sizes and mtimes of the compiler's source files: the
+    top-level modules and :data:`COMPILER_PACKAGES` (computed once per process)."""
     global _fingerprint
     if _fingerprint is None:
         import syntonic
 
         root = os.path.dirname(os.path.abspath(syntonic.__file__))
         h = hashlib.sha256(getattr(syntonic, "__version__", "?").encode())
-        for rel, st in sorted(_sources(root, "")):
+        for rel, st in sorted(_sources(root, "", COMPILER_PACKAGES)):
             h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         _fingerprint = h.hexdigest()[:16]
     return _fingerprint
 
 
-def _sources(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, stat) of every .py/.lark file under root (os.scandir: ~0.5 ms)."""
+def _sources(root: str, rel: str, packages: tuple[str, ...] | None = None
+             ) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, stat) of every .py/.lark file under root (os.scandir), in the
+    subdirectories `packages` only when given."""
     with os.scandir(os.path.join(root, rel)) as it:
         for d in it:
             name = f"{rel}/{d.name}" if rel else d.name
             if d.is_dir(follow_symlinks=False):
-                if d.name != "__pycache__":
+                if d.name != "__pycache__" and (packages is None or d.name in packages):
                     yield from _sources(root, name)
             elif d.name.endswith((".py", ".lark")):
                 yield name, d.stat()
