@@ -27,8 +27,6 @@ LN2_LO_F32 = 1.428606765330187e-06
 LOG_F32 = (3.3333331174e-1, -2.4999993993e-1, 2.0000714765e-1, -1.6668057665e-1,
            1.4249322787e-1, -1.2420140846e-1, 1.1676998740e-1, -1.1514610310e-1,
            7.0376836292e-2)  # (log(1+f) - f + f**2/2) / f**3 on sqrt(1/2)-1 <= f < sqrt(2)-1
-TANH_F32 = (-3.33332819422e-1, 1.33314422036e-1, -5.37397155531e-2, 2.06390887954e-2,
-            -5.70498872745e-3)  # (tanh(x) - x) / x**3 in z = x**2 on |x| < 0.625
 
 # Least-squares fits in f64 (relative weights, Lawson-reweighted towards minimax, 4000
 # Chebyshev nodes; numpy.linalg.lstsq), coefficients rounded to f32:
@@ -43,23 +41,42 @@ ERF_LARGE_F32 = (0.3059529960155487, 0.3822837769985199, -0.17239490151405334,
 # erfc(x) * exp(x**2) in v = 1/x - 0.625 on x in [1, 4]: 1.4e-8 relative
 
 
-def _exp_f32(e: Expr, x: ir.Value) -> ir.Value:
-    """e**x: x = n ln2 + r (Cody-Waite with FMA), e**r by a degree-7 polynomial, times
-    2**n in two factors so that subnormal results are rounded once."""
+SHIFTER = 12582912.0  # 1.5 * 2**23: adding it rounds |v| < 2**22 to an integer
+SHIFTER_BITS = 0x4B400000  # its bits: v + SHIFTER has the bits SHIFTER_BITS + rint(v)
+
+
+def _round_shifted(e: Expr, x: ir.Value, k: float) -> tuple[ir.Value, ir.Value]:
+    """(n, n as an i32) for n = rint(x * k), |n| < 2**22, from fma(x, k, 1.5 * 2**23):
+    the exact product rounded once, and the integer read from the sum's low bits rather
+    than converted (cheaper than rint + fptosi, and a NaN gives some integer, not LLVM's
+    poison, so NaN needs no select before it: it propagates through the arithmetic)."""
     b = e.b
-    xs = e.sel(e.isnan(x), e.c(0.0), x)
-    xs = e.sel(e.lt(xs, e.c(-104.0)), e.c(-104.0), xs)  # e**-104 < 2**-150: rounds to 0
-    xs = e.sel(e.gt(xs, e.c(89.0)), e.c(89.0), xs)  # e**89 > FLT_MAX: overflows to inf
-    n = e.rint(b.fmul(xs, e.c(LOG2E)))
+    shifted = e.fma(x, e.c(k), e.c(SHIFTER))
+    n = b.fsub(shifted, e.c(SHIFTER))
+    return n, b.sub(b.bitcast(shifted, I32), I32(SHIFTER_BITS))
+
+
+def _expm1_reduced(e: Expr, x: ir.Value, n: ir.Value) -> ir.Value:
+    """e**r - 1 for r = x - n ln2 (Cody-Waite with FMA: n * LN2_HI_F32 is exact), |r| <=
+    ~ln2/2, by the degree-7 polynomial r + r**2 P(r)."""
+    b = e.b
     neg_n = b.fneg(n)
-    r = e.fma(neg_n, e.c(LN2_HI_F32), xs)
+    r = e.fma(neg_n, e.c(LN2_HI_F32), x)
     r = e.fma(neg_n, e.c(LN2_LO_F32), r)
-    p = e.fma(e.horner(r, EXP_F32), b.fmul(r, r), r)
-    p = b.fadd(p, e.c(1.0))
-    ni = b.fptosi(n, I32)  # in [-150, 129]
+    return e.fma(e.horner(r, EXP_F32), b.fmul(r, r), r)
+
+
+def _exp_f32(e: Expr, x: ir.Value) -> ir.Value:
+    """e**x = 2**n e**r, times 2**n in two factors so that subnormal results are rounded
+    once. x is clamped to [-104, 89] (e**-104 < 2**-150 rounds to 0, e**89 > FLT_MAX
+    overflows to inf); a NaN passes the clamps and propagates."""
+    b = e.b
+    xs = e.sel(e.lt(x, e.c(-104.0)), e.c(-104.0), x)
+    xs = e.sel(e.gt(xs, e.c(89.0)), e.c(89.0), xs)
+    n, ni = _round_shifted(e, xs, LOG2E)  # in [-150, 129]
+    p = b.fadd(_expm1_reduced(e, xs, n), e.c(1.0))
     n1 = b.ashr(ni, I32(1))
-    y = b.fmul(b.fmul(p, e.pow2(n1)), e.pow2(b.sub(ni, n1)), name="exp")
-    return e.sel(e.isnan(x), x, y)
+    return b.fmul(b.fmul(p, e.pow2(n1)), e.pow2(b.sub(ni, n1)), name="exp")
 
 
 def _log_f32(e: Expr, x: ir.Value) -> ir.Value:
@@ -76,25 +93,22 @@ def _log_f32(e: Expr, x: ir.Value) -> ir.Value:
 
 
 def _tanh_f32(e: Expr, x: ir.Value) -> ir.Value:
-    """tanh x: an odd polynomial for |x| < 0.625, else 1 - 2/(e**2|x| + 1) with x's sign.
+    """tanh x = m / (m + 2) with m = e**2|x| - 1 (expm1), and x's sign.
 
-    e**2|x| needs none of exp's special cases: |x| is clamped to 9.5 (tanh(9.5) rounds
-    to 1 and NaN clamps too), so 2|x| = n ln2 + r with 0 <= n <= 28 and one 2**n factor
-    is exact; NaN takes the polynomial, which propagates it.
+    One formula over the whole range, no select between a small-|x| polynomial and an
+    exp form: m = 2**n (1 + q) - 1 = fma(2**n, q, 2**n - 1) with q = e**r - 1 keeps full
+    relative accuracy as |x| -> 0 (n = 0: m = q), down through the subnormals (m = 2|x|,
+    the quotient |x| exactly). |x| is clamped to 9.5 (tanh(9.5) rounds to 1), so
+    0 <= n <= 28; a NaN passes the clamp and propagates.
     """
     b = e.b
     a = e.fabs(x)
-    z = b.fmul(x, x)
-    small = e.fma(b.fmul(e.horner(z, TANH_F32), z), a, a)  # keeps subnormals
-    two_a = b.fmul(e.sel(e.lt(a, e.c(9.5)), a, e.c(9.5)), e.c(2.0))  # NaN -> 19
-    n = e.rint(b.fmul(two_a, e.c(LOG2E)))
-    r = e.fma(b.fneg(n), e.c(LN2_HI_F32), two_a)
-    r = e.fma(b.fneg(n), e.c(LN2_LO_F32), r)
-    p = b.fadd(e.fma(e.horner(r, EXP_F32), b.fmul(r, r), r), e.c(1.0))
-    w = b.fmul(p, e.pow2(b.fptosi(n, I32)))
-    large = b.fsub(e.c(1.0), b.fdiv(e.c(2.0), b.fadd(w, e.c(1.0))))
-    y = e.sel(b.fcmp_unordered("<", a, e.c(0.625)), small, large)
-    return e.copysign(y, x)  # odd function; tanh(-0.0) = -0.0
+    a = e.sel(e.gt(a, e.c(9.5)), e.c(9.5), a)
+    u = b.fadd(a, a)
+    n, ni = _round_shifted(e, u, LOG2E)
+    s = e.pow2(ni)
+    m = e.fma(s, _expm1_reduced(e, u, n), b.fsub(s, e.c(1.0)))
+    return e.copysign(b.fdiv(m, b.fadd(m, e.c(2.0))), x)  # tanh(-0.0) = -0.0
 
 
 def _sigmoid_f32(e: Expr, x: ir.Value) -> ir.Value:
