@@ -366,7 +366,7 @@ def write_report(path: Path, res: dict[str, dict[str, float]], w6_times: dict[st
         "ratios, rerun to confirm).",
         "",
         "Notes: OMP_WAIT_POLICY=PASSIVE is set for numba (its default busy-waiting is erratic",
-        "on a 2-core VM). syntonic's f32 transcendentals compute in f32 arithmetic (<= 2 ulp,",
+        "on a 2-core VM). syntonic's f32 transcendentals compute in f32 arithmetic (<= 2.6 ulp,",
         "table in syntonic/lower/cpu/math.py); W1 (tanh, exp and a division per element) is",
         "still compute-bound on their polynomials, not memory-bound. W5 runs the GEMM through",
         "a single-threaded private OpenBLAS split over syntonic's pool",
