@@ -25,6 +25,8 @@ Environment variables:
                           point; 32768) run on the thread pool
 ``SYNTONIC_CPU_SPIN_US``  how long (us) an idle pool thread spins for the next job before
                           it sleeps (200; 0: sleep at once)
+``SYNTONIC_RECYCLE_MB``   bytes of large outputs (>= 1 MB) kept for reuse by the next call
+                          once dead (1024; 0: none; see runtime/donation.Recycler)
 ``SYNTONIC_DEVICE=cpu``   make ``sn.jit(device="auto")`` use the CPU even with a GPU present
 ========================  ==============================================================
 
@@ -63,6 +65,7 @@ class Config:
     cpu_threads: int = 0
     parallel_min_points: int = 1 << 15
     cpu_spin_us: int = 200
+    recycle_mb: int = 1024  # large outputs tracked for reuse (runtime/donation.Recycler)
     device: str = "auto"  # what sn.jit(device="auto") may pick: "auto" or "cpu"
 
     def __post_init__(self) -> None:
@@ -91,6 +94,7 @@ class Config:
             parallel_min_points=_int(env, "SYNTONIC_PARALLEL_MIN_POINTS",
                                      base.parallel_min_points),
             cpu_spin_us=_int(env, "SYNTONIC_CPU_SPIN_US", base.cpu_spin_us),
+            recycle_mb=_int(env, "SYNTONIC_RECYCLE_MB", base.recycle_mb),
             device=(env.get("SYNTONIC_DEVICE") or base.device).strip().lower(),
         )
 

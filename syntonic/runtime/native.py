@@ -31,7 +31,7 @@ from syntonic import config
 from syntonic.ir.types import DType
 from syntonic.lower.cpu.constants import unpack_array
 from syntonic.runtime import blas, cache, cpu
-from syntonic.runtime.donation import BufferPool, consumable
+from syntonic.runtime.donation import RECYCLE_MIN_BYTES, BufferPool, Recycler, consumable
 from syntonic.runtime.runner import StepRunner
 
 WORKSPACE_LIMIT = 1 << 30  # bytes of temporaries a program keeps between calls
@@ -160,6 +160,11 @@ class NativeProgram:
         self._workspace_lock = threading.Lock()
         self._keep_workspace = sum(math.prod(s) * dt.itemsize
                                    for s, dt in self.temp_slots) <= WORKSPACE_LIMIT
+        # large outputs are written into this program's dead earlier outputs (no fresh pages)
+        self._recyclers = [Recycler(shape, dt)
+                           if math.prod(shape) * dt.itemsize >= RECYCLE_MIN_BYTES else None
+                           for shape, dt in self.out_slots]
+        self._recycle = any(r is not None for r in self._recyclers)
         self.fast = None
         # hot = (fast, shape, dtype) of a single-output program whose FAST entry checks
         # its whole signature natively: `out = empty(shape, dtype); fast(*args, out) is
@@ -170,7 +175,7 @@ class NativeProgram:
             signature = [(tuple(s["shape"]), np.dtype(DType[s["dtype"]].np)) for s in slots
                          if s["kind"] in ("param", "output")]
             self.fast = cpu.make_fastcall(addrs[plan["fast"]], plan["fast"], signature)
-            if self._simple_outputs and len(self.out_slots) == 1:
+            if self._simple_outputs and len(self.out_slots) == 1 and not self._recycle:
                 self.hot = (self.fast, *self.out_slots[0])
 
     def parallel(self, step: dict[str, Any]) -> bool:
@@ -189,7 +194,8 @@ class NativeProgram:
             return self.call_donating(args, ())
         fast = self.fast
         if fast is not None:  # it checks type, dtype, shape and layout of every argument
-            outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
+            outs = (self._new_outputs() if self._recycle
+                    else [np.empty(shape, dt) for shape, dt in self.out_slots])
             if fast(*args, *outs) is outs[-1]:
                 if self._simple_outputs:
                     return tuple(outs)
@@ -199,6 +205,11 @@ class NativeProgram:
                                  for k, s in views)
                 return self._collect(args, outs)
         return self._general(args)
+
+    def _new_outputs(self) -> list[np.ndarray]:
+        """Arrays for the outputs of a call: large ones recycled (see ``Recycler``)."""
+        return [np.empty(shape, dt) if r is None else r.take()
+                for r, (shape, dt) in zip(self._recyclers, self.out_slots)]
 
     def call_donating(self, args: Sequence[Any], donated: Sequence[int]
                       ) -> tuple[np.ndarray, ...]:
@@ -262,7 +273,7 @@ class NativeProgram:
                  forward: frozenset[int] = frozenset()) -> tuple[np.ndarray, ...]:
         params = [np.ascontiguousarray(a, dt) for a, dt in zip(args, self.param_dtypes)]
         if outs is None:
-            outs = [np.empty(shape, dt) for shape, dt in self.out_slots]
+            outs = self._new_outputs()
         front = params + outs
         # Temporaries (and the buffer table that points at them) live in one workspace
         # per program, reused by every call; a call that finds it busy (another thread is
@@ -398,7 +409,8 @@ def program_key(graph_text: str, extra: str = "") -> str:
     # generator (CODEGEN_VERSION lives in a source file it hashes).
     cfg = config.current()
     runtime_only = {"dump_dir", "explain", "verify", "cache", "cache_dir", "cache_max_mb",
-                    "cpu_threads", "parallel_min_points", "cpu_spin_us", "device"}
+                    "cpu_threads", "parallel_min_points", "cpu_spin_us", "device",
+                    "recycle_mb"}
     relevant = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
                      if f.name not in runtime_only)
     return cache.make_key(graph_text, repr(relevant), extra, cache.host_key(),
