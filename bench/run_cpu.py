@@ -372,7 +372,10 @@ def write_report(path: Path, res: dict[str, dict[str, float]], w6_times: dict[st
         "a single-threaded private OpenBLAS split over syntonic's pool",
         "(syntonic/runtime/blas.py), with the epilogue fused natively. Cold W6 includes",
         "importing the compiler on first use (passes, networkx, llvmlite), which",
-        "`import syntonic` no longer does.",
+        "`import syntonic` no longer does. Large outputs (W0-W2): a syntonic call writes",
+        "into a dead output of an earlier call (runtime/donation.Recycler); numpy and numba",
+        "allocate fresh pages per call, which costs them 5-9 ms per 64 MB output in page",
+        "faults, so the W0 rows show syntonic's stream rate, not numpy's allocator.",
         "",
     ]
     for section in kept_sections(path):
