@@ -36,6 +36,10 @@ KernelFn = Callable[[int, int, int], None]
 SUPPORT_AFTER_JOBS = 64  # pool jobs through Python before the native hand-off is loaded
 _KERNEL_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 _RUN_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+# sn_rt_program(ctrl, steps, n_steps, start, table, n_workers) -> resume step + 1, or 0
+PROGRAM_PROTO = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                 ctypes.c_int64)
 METH_FASTCALL = 0x0080
 
 
@@ -299,8 +303,7 @@ class _Handoff:
         self.run = ctypes.CFUNCTYPE(i64, vp, i64, i64, i64, i64, i64)(addrs["sn_rt_run"])
         self.finish = ctypes.CFUNCTYPE(None, vp, i64)(addrs["sn_rt_finish"])
         self.worker = ctypes.CFUNCTYPE(i64, vp, i64, i64)(addrs["sn_rt_worker"])
-        self.program = ctypes.CFUNCTYPE(i64, vp, vp, i64, i64, vp, i64)(
-            addrs["sn_rt_program"])
+        self.program = PROGRAM_PROTO(addrs["sn_rt_program"])
         n = ctrl_slots(n_workers)
         raw = np.zeros(n + 8, np.int64)  # + 8: room to align the block to 64 bytes
         skip = (-raw.ctypes.data % 64) // 8

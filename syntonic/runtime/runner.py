@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +42,6 @@ _REC = len(STEP_FIELDS)
 _F = {name: i for i, name in enumerate(STEP_FIELDS) if name}
 
 
-_PROGRAM = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                            ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
-
-
 class StepRunner:
     """The step records of one program for one pool (see the module docstring)."""
 
@@ -61,7 +56,7 @@ class StepRunner:
         # (a pooled run is serialized by the pool's lock)
         self.serial = bool((records[:, _F["n"]] <= 1).all())
         addrs = cpu.loaded_support()
-        self._direct = None if addrs is None else _PROGRAM(addrs["sn_rt_program"])
+        self._direct = None if addrs is None else cpu.PROGRAM_PROTO(addrs["sn_rt_program"])
         self._lock = threading.Lock()
 
     @staticmethod
