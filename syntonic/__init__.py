@@ -160,11 +160,15 @@ from syntonic.runtime.device import (  # noqa: E402
 )
 
 _LAZY = {"ExplainReport": "syntonic.runtime.explain", "Lowered": "syntonic.runtime.lowered"}
+# sn.cache: the compile cache (info(), clear(), wait(), configure()); loaded on first use
+_LAZY_MODULES = {"cache": "syntonic.runtime.cache"}
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY:
+    if name in _LAZY or name in _LAZY_MODULES:
         import importlib
 
+        if name in _LAZY_MODULES:
+            return importlib.import_module(_LAZY_MODULES[name])
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

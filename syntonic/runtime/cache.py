@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -96,6 +96,7 @@ def _settings_from_config() -> _Settings:
 
 _override: list[_Settings] = []
 _memory: dict[str, Entry] = {}
+_pending: list[threading.Thread] = []  # entries being completed and written (put)
 _lock = threading.Lock()
 _stats = {"memory_hits": 0, "disk_hits": 0, "misses": 0, "writes": 0, "corrupt": 0,
           "evicted": 0}
@@ -220,8 +221,8 @@ def _cpu_identity() -> str:
     return "\n".join(lines)
 
 
-def _path(key: str) -> Path:
-    return _current().dir / key[:2] / f"{key}{SUFFIX}"
+def _path(key: str, st: _Settings | None = None) -> Path:
+    return (st or _current()).dir / key[:2] / f"{key}{SUFFIX}"
 
 
 def get(key: str) -> Entry | None:
@@ -247,20 +248,68 @@ def get(key: str) -> Entry | None:
     return entry
 
 
-def put(key: str, entry: Entry) -> None:
-    """Remember `entry` in memory and (mode rw) write it to disk atomically."""
+def put(key: str, entry: Entry, finish: Callable[[Entry], Entry] | None = None) -> None:
+    """Remember `entry` in memory and (mode rw) write it to disk atomically.
+
+    With `finish` (e.g. linking the entry's shared library) the entry is completed and
+    written by a background thread, so a first call does not wait for the linker nor the
+    disk; :func:`wait` waits for such writes, and so do :func:`info`, :func:`clear` and
+    the interpreter's exit (the thread is not a daemon).
+    """
     with _lock:
         _memory[key] = entry
-    if _current().mode != "rw":
+    st = _current()
+    if st.mode != "rw":
         return
+    if finish is None:
+        _store(st, key, entry)
+        return
+    thread = threading.Thread(target=_finish_and_store, args=(st, key, entry, finish),
+                              name="syntonic-cache-write")
+    with _lock:
+        _pending.append(thread)
+    thread.start()
+
+
+def wait() -> None:
+    """Wait until every entry being written in the background is on disk."""
+    while True:
+        with _lock:
+            pending = [t for t in _pending if t is not threading.current_thread()]
+        if not pending:
+            return
+        for t in pending:
+            t.join()
+
+
+def _finish_and_store(st: _Settings, key: str, entry: Entry,
+                      finish: Callable[[Entry], Entry]) -> None:
     try:
-        _write(_path(key), entry)
+        try:
+            done = finish(entry)
+        except Exception as exc:  # noqa: BLE001 - store what there is
+            warnings.warn(f"could not complete the compile cache entry {key[:12]}: {exc!r}",
+                          CacheWarning, stacklevel=1)
+            done = entry
+        with _lock:
+            if _memory.get(key) is entry:  # not cleared meanwhile
+                _memory[key] = done
+        _store(st, key, done)
+    finally:
+        with _lock:
+            _pending.remove(threading.current_thread())
+
+
+def _store(st: _Settings, key: str, entry: Entry) -> None:
+    path = _path(key, st)
+    try:
+        _write(path, entry)
         _stats["writes"] += 1
     except OSError as exc:
-        warnings.warn(f"could not write the compile cache entry {_path(key)}: {exc}",
-                      CacheWarning, stacklevel=2)
+        warnings.warn(f"could not write the compile cache entry {path}: {exc}",
+                      CacheWarning, stacklevel=3)
         return
-    _trim(_current(), keep=_path(key))
+    _trim(st, keep=path)
 
 
 def _trim(st: _Settings, keep: Path) -> None:
@@ -366,7 +415,9 @@ def _suppress() -> Iterator[None]:
 
 
 def info() -> dict[str, Any]:
-    """Where the cache is, its mode, how many entries and bytes it holds, and hit counts."""
+    """Where the cache is, its mode, how many entries and bytes it holds, and hit counts
+    (after the background writes in flight have finished)."""
+    wait()
     st = _current()
     entries = 0
     size = 0
@@ -382,7 +433,9 @@ def info() -> dict[str, Any]:
 
 
 def clear(memory: bool = True, disk: bool = True) -> None:
-    """Remove cached entries (both levels by default). Loaded code stays usable."""
+    """Remove cached entries (both levels by default). Loaded code stays usable.
+    Background writes in flight finish first (so none lands after the clear)."""
+    wait()
     if memory:
         with _lock:
             _memory.clear()

@@ -441,15 +441,13 @@ def _build_support(text: str, key: str) -> None:
         from syntonic.lower.cpu.engine import get_engine
         from syntonic.lower.cpu.support import SYMBOLS
         from syntonic.runtime import cache
-        from syntonic.runtime.native import _load_code
+        from syntonic.runtime.native import load_new
 
         engine = get_engine()
         art = engine.compile(text, "runtime support", SYMBOLS, vectorize=False)
-        entry = cache.Entry({"symbols": list(SYMBOLS), "llvm": art.optimized_ir,
-                             "name": "runtime support", "target": engine.target_key},
-                            art.obj, engine.link(art.obj) or b"")
-        cache.put(key, entry)
-        addrs = _load_code(entry)
+        addrs = load_new(key, cache.Entry({"symbols": list(SYMBOLS), "name": "runtime support",
+                                           "llvm": art.optimized_ir,
+                                           "target": engine.target_key}, art.obj))
         with _support_lock:
             _support = addrs
     except Exception as exc:  # noqa: BLE001 - the Python hand-off stays

@@ -32,7 +32,93 @@ def cache_dir(tmp_path: Path):
 
 
 def _entries(d: Path) -> list[Path]:
+    cache.wait()  # a compile's entry is linked and written in the background
     return sorted(p for p in d.glob("*/*.snc"))
+
+
+def test_a_miss_runs_before_its_library_is_linked_and_written(cache_dir: Path,
+                                                                monkeypatch) -> None:
+    """A cold compile loads its object code at once (MCJIT); the shared library is linked
+    and the entry written by a background thread the caller never waits for. wait() (and
+    info/clear) wait for it, and the stored entry then holds the library."""
+    import threading
+
+    from syntonic.lower.cpu import engine as engine_mod
+    from syntonic.lower.cpu import sharedlib
+
+    if sharedlib.linker() is None:
+        pytest.skip("no system linker: nothing is linked")
+    release, linking = threading.Event(), threading.Event()
+    real_link = engine_mod.Engine.link
+
+    def slow_link(self, obj: bytes) -> bytes | None:
+        linking.set()
+        assert release.wait(60)
+        return real_link(self, obj)
+
+    monkeypatch.setattr(engine_mod.Engine, "link", slow_link)
+    key = cache.make_key("test-background-link")
+    native = compile_program(P.elementwise("exp", DType.f32, (16,)), key)
+    x = np.linspace(0, 1, 16, dtype=np.float32)
+    np.testing.assert_allclose(native(x)[0], np.exp(x), rtol=1e-6)  # linker still held
+    assert linking.wait(60)
+    assert not list(cache_dir.glob("*/*.snc"))
+    release.set()
+    (path,) = _entries(cache_dir)
+    entry = cache._read(path)
+    assert entry is not None and entry.lib[:4] == b"\x7fELF"
+    assert cache.get(key).lib == entry.lib  # the memory entry is completed too
+
+
+def test_clear_waits_for_a_background_write(cache_dir: Path, monkeypatch) -> None:
+    """clear() lets a write in flight land first, then removes it: no entry reappears."""
+    import threading
+    import time
+
+    from syntonic.lower.cpu import engine as engine_mod
+    from syntonic.lower.cpu import sharedlib
+
+    if sharedlib.linker() is None:
+        pytest.skip("no system linker: nothing is linked")
+    real_link = engine_mod.Engine.link
+    started = threading.Event()
+
+    def slow_link(self, obj: bytes) -> bytes | None:
+        started.set()
+        time.sleep(0.3)
+        return real_link(self, obj)
+
+    monkeypatch.setattr(engine_mod.Engine, "link", slow_link)
+    compile_program(P.elementwise("neg", DType.f32, (8,)), cache.make_key("test-clear-wait"))
+    assert started.wait(60)
+    cache.clear()
+    assert not list(cache_dir.glob("*/*.snc"))
+    assert cache.info()["in_memory"] == 0
+
+
+def test_a_failing_link_in_the_background_still_stores_the_object_code(cache_dir: Path,
+                                                                       monkeypatch) -> None:
+    """If completing the entry fails, the entry is written without its library (a later
+    process loads the object code into MCJIT) and a CacheWarning says why."""
+    from syntonic.lower.cpu import engine as engine_mod
+
+    def broken_link(self, obj: bytes) -> bytes | None:
+        raise RuntimeError("linker exploded")
+
+    monkeypatch.setattr(engine_mod.Engine, "link", broken_link)
+    key = cache.make_key("test-broken-link")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_program(P.elementwise("sin", DType.f32, (8,)), key)
+        (path,) = _entries(cache_dir)
+    entry = cache._read(path)
+    assert entry is not None and entry.obj and entry.lib == b""
+    if engine_mod.get_engine().pic:
+        assert any("linker exploded" in str(w.message) for w in caught)
+    cache.clear(memory=True, disk=False)
+    again = compile_program(None, key)
+    x = np.linspace(0, 1, 8, dtype=np.float32)
+    np.testing.assert_allclose(again(x)[0], np.sin(x), rtol=1e-6)
 
 
 def test_roundtrip_and_memory_hit(cache_dir: Path) -> None:
@@ -65,6 +151,7 @@ def test_truncated_entry_is_ignored_with_a_warning_and_rebuilt(cache_dir: Path) 
             native = compile_program(prog, key)
         x = np.ones(8, np.float32)
         np.testing.assert_allclose(native(x)[0], np.sin(x), rtol=1e-6)
+        cache.wait()
         assert entry.read_bytes() == data  # rebuilt in place
 
 
@@ -289,3 +376,16 @@ def test_pack_array_roundtrip() -> None:
         assert b.shape == a.shape and b.dtype == a.dtype.newbyteorder("=")
         np.testing.assert_array_equal(b, a)
         assert b.flags.writeable
+
+
+def test_the_cache_is_sn_cache(cache_dir: Path) -> None:
+    """The issue's public spelling: sn.cache.info() / sn.cache.clear() (and wait())."""
+    import syntonic as sn
+
+    assert sn.cache is cache
+    compile_program(P.elementwise("exp", DType.f32, (4,)), cache.make_key("test-sn-cache"))
+    sn.cache.wait()
+    info = sn.cache.info()
+    assert info["dir"] == str(cache_dir) and info["mode"] == "rw" and info["entries"] == 1
+    sn.cache.clear()
+    assert sn.cache.info()["entries"] == 0 and sn.cache.info()["in_memory"] == 0

@@ -80,6 +80,7 @@ def test_train_step_allocates_no_parameter_sized_arrays_after_warm_up():
     param_bytes = nbytes(params)
     for x, y in batches[:3]:  # compile, then fill the pool
         params, state, _ = step(params, state, x, y)
+    sn.cache.wait()  # the compiled code is linked and stored in the background
     seen: set[int] = set()
     tracemalloc.start()
     try:
