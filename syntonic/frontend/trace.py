@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,9 +21,10 @@ from syntonic.ir.errors import DTypeError, IRError, SyntonicError, TraceError
 from syntonic.ir.graph import Location
 from syntonic.ir.interpreter import interpret
 from syntonic.ir.types import DType, TensorType
+from syntonic.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ArraySpec:
     """Stands in for an array when tracing: ``sn.spec("f32[4,248]")``."""
 
@@ -49,7 +49,7 @@ def spec(type_or_shape: str | Sequence[int], dtype: Any = "f32") -> ArraySpec:
     return ArraySpec(TensorType(DType.coerce(dtype), tuple(int(d) for d in type_or_shape)))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Scalar:
     """A Python scalar argument: traced as a weakly typed 0-d parameter."""
 

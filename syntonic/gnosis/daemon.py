@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -51,6 +51,7 @@ from syntonic.gnosis.flux import DIM, decode, encode
 from syntonic.gnosis.format import load, save, temp_files
 from syntonic.ir.errors import GnosisError
 from syntonic.ir.resonant import PHI_INV
+from syntonic.records import record
 from syntonic.runtime import jit
 
 WINDING_DIM = 8
@@ -68,7 +69,7 @@ def dhsr_step(state: Any) -> Any:
 
 
 # ------------------------------------------------------------------------ the mind
-@dataclass
+@record
 class Mind:
     """Everything the daemon persists: state, winding, counters and other metadata."""
 
@@ -125,7 +126,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Event:
     """What one tick produced: ``kind`` is "emit", "dreaming" or "" (nothing to say)."""
 
@@ -237,7 +238,7 @@ def _serve_socket(path: Path, lines: queue.Queue[bytes]) -> socket.socket:
 
 
 # ---------------------------------------------------------------------- the loop
-@dataclass(frozen=True)
+@record(frozen=True)
 class Options:
     """The daemon's settings (the CLI flags). Example: ``Options(cycles=10, tick=0)``."""
 

@@ -12,13 +12,14 @@ row-major order; ``dense<1.0>`` when every element is equal).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 
 from syntonic.ir.errors import IRError
 from syntonic.ir.types import DType, TensorType
+from syntonic.records import record
 
 
 class AttrKind:
@@ -136,21 +137,21 @@ class DTypeKind(AttrKind):
         return value.value
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Ident:
     """A bare identifier in attribute text (a dtype name)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Dense:
     """Raw ``dense<...>`` text: a scalar (splat) or a list of scalars."""
 
     values: Any
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(frozen=True, slots=True, eq=False)
 class TensorValue:
     """An immutable tensor constant; equality and hash are by dtype, shape and bytes."""
 
@@ -269,7 +270,7 @@ TENSOR = TensorKind()
 REQUIRED = object()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AttrSpec:
     """One declared attribute of an op: its kind and default (REQUIRED if none)."""
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import enum
 import math
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
 from syntonic.ir.errors import IRError
+from syntonic.records import record
 
 
 class DType(enum.Enum):
@@ -121,7 +121,7 @@ def promote(a: DType, b: DType) -> DType:
 _TYPE_RE = re.compile(r"^\s*(bool|i32|i64|f16|f32|f64)\[\s*((?:\d+\s*(?:,\s*\d+\s*)*)?)\]\s*$")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TensorType:
     """A dtype and a static shape."""
 

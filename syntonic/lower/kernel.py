@@ -59,7 +59,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,7 @@ from syntonic.ir.errors import IRError
 from syntonic.ir.graph import Location
 from syntonic.ir.types import DType, TensorType
 from syntonic.lower.view import View
+from syntonic.records import record
 
 
 class Level(enum.IntEnum):
@@ -81,7 +82,7 @@ class Level(enum.IntEnum):
 # ------------------------------------------------------------------ nodes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Load:
     """``buffer[view(i)]``, or 0 where the view is masked (padding)."""
 
@@ -90,7 +91,7 @@ class Load:
     dtype: DType
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Const:
     """A scalar immediate (bool, int or float of `dtype`)."""
 
@@ -98,7 +99,7 @@ class Const:
     dtype: DType
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Iota:
     """An index as a value: ``(view.offset(i) // div) % mod`` cast to dtype; 0 if masked.
 
@@ -112,7 +113,7 @@ class Iota:
     dtype: DType
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Acc:
     """The final value of accumulator `acc` (a Reduction's or the Contraction's)."""
 
@@ -120,7 +121,7 @@ class Acc:
     dtype: DType
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Apply:
     """One elementwise registry op (``add``, ``exp``, ``select``, ``cast`` ...) on earlier nodes."""
 
@@ -151,7 +152,7 @@ REDUCTION_COMBINE: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Reduction:
     """Accumulator `acc` = registry reduction `op` of node `value` over the inner axes."""
 
@@ -161,7 +162,7 @@ class Reduction:
     dtype: DType
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Operand:
     """A matmul operand: a buffer read through a view of the operand's own shape."""
 
@@ -169,7 +170,7 @@ class Operand:
     view: View
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Contraction:
     """``acc[..., m, n] = sum_k lhs[..., m, k] * rhs[..., k, n]`` over the kernel space."""
 
@@ -184,7 +185,7 @@ class Contraction:
         return self.lhs.view.shape[-1]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Store:
     """``buffer[view(i)] = node value``; the view maps the kernel space, never masked."""
 
@@ -193,7 +194,7 @@ class Store:
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Phase:
     """One loop over the inner index: reductions and stores, then the row stores."""
 
@@ -202,7 +203,7 @@ class Phase:
     row_stores: tuple[Store, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SourceOp:
     """A graph op a kernel implements, for reports and source annotations."""
 
@@ -213,7 +214,7 @@ class SourceOp:
         return f"{self.name} ({self.loc})" if self.loc else self.name
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Opaque:
     """A kernel that runs registry op `op` on whole buffers through its reference rule."""
 
@@ -225,7 +226,7 @@ class Opaque:
     regions: tuple[Any, ...] = ()  # the op's region graphs (control flow), if any
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(frozen=True, slots=True, eq=False)
 class RowBlocks:
     """A row-local loop (:mod:`syntonic.passes.rowlocal`) split into blocks of rows.
 
@@ -279,7 +280,7 @@ def cpu_row_blocks(loop: Loop) -> RowBlocks | None:
     return rb
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(frozen=True, slots=True, eq=False)
 class Loop:
     """A ``while`` op lowered to two sub-programs that backends run as a native loop.
 
@@ -300,7 +301,7 @@ class Loop:
     not_row_local: str = ""  # otherwise, why not
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Kernel:
     """One fused kernel. See the module docstring for the semantics."""
 
@@ -435,7 +436,7 @@ class Role(enum.StrEnum):
     OUTPUT = "output"  # returned (maybe also read by later kernels)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(frozen=True, slots=True, eq=False)
 class Buffer:
     """A contiguous (row-major) tensor in memory."""
 
@@ -453,7 +454,7 @@ class Buffer:
         return f"b{self.id}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class OutputRef:
     """A function output: a buffer, seen with `type` (a reshape keeps the bytes)."""
 
@@ -461,7 +462,7 @@ class OutputRef:
     type: TensorType
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(frozen=True, slots=True, eq=False)
 class Program:
     """Buffers, the kernels that run in order, and which buffers are the outputs."""
 

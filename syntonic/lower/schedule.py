@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
@@ -51,9 +51,10 @@ from syntonic.lower.kernel import (
 from syntonic.lower.view import View, contiguous_strides, row_embedding, row_shapes
 from syntonic.passes.fusion import FusionPlan, Group, Origin, fuse
 from syntonic.passes.rowlocal import RowLocal, analyze_loop, with_rows
+from syntonic.records import record
 
 
-@dataclass
+@record
 class _Buffers:
     """Buffer table of a program under construction."""
 

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from syntonic.records import record
 
-@dataclass(frozen=True, slots=True)
+
+@record(frozen=True, slots=True)
 class Dim:
     """One dimension of a view: its size, stride (elements) and mask ``lo:hi:step``."""
 
@@ -75,7 +76,7 @@ def _invalid(size: int) -> Dim:
     return Dim(size, 0, 0, 0, 1)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class View:
     """A strided, optionally masked map from an index of ``shape`` to a buffer element."""
 

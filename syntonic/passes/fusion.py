@@ -45,7 +45,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from syntonic import config
@@ -54,6 +54,7 @@ from syntonic.ir.registry import Trait, get_op
 from syntonic.lower.kernel import REDUCTION_COMBINE, Level
 from syntonic.lower.view import VIEW_RULES, View, row_embedding, row_shapes, same_map
 from syntonic.passes.reasons import REASONS, Boundary, Reason
+from syntonic.records import record
 
 
 def classify(op: Op) -> str:
@@ -76,7 +77,7 @@ def classify(op: Op) -> str:
     return "opaque"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Origin:
     """How a value is read: `view` (over the value's shape) of the contiguous `root`."""
 
@@ -84,7 +85,7 @@ class Origin:
     view: View
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Group:
     """One future kernel: its iteration space, member ops and the values it writes."""
 
@@ -98,7 +99,7 @@ class Group:
     copy_of: Value | None = None  # copy groups: the value they materialize
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FusionPlan:
     """Groups in execution order, how every value is read, and every boundary."""
 
@@ -145,7 +146,7 @@ class FusionPlan:
 # ------------------------------------------------------------------ planning state
 
 
-@dataclass
+@record
 class _G:
     id: int
     kind: str
@@ -159,14 +160,14 @@ class _G:
     copy_of: Value | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Use:
     value: Value
     origin: Origin
     owner: int | None  # group that computes origin.root, or None (param/constant/iota)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Fit:
     space: tuple[int, ...]
     axes: tuple[int, ...] | None
@@ -174,7 +175,7 @@ class _Fit:
     avail: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _No:
     reason: Reason
     detail: str = ""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from syntonic import config
 from syntonic.ir.errors import IRError
@@ -30,6 +29,7 @@ from syntonic.passes.dce import eliminate_dead_code
 from syntonic.passes.decompose import decompose_resonant_ops
 from syntonic.passes.fold import fold_constants
 from syntonic.passes.layout import simplify_layout
+from syntonic.records import record
 
 PassFn = Callable[[Graph], Graph]
 
@@ -49,7 +49,7 @@ class PassError(IRError):
     """A pass produced IR that does not verify (a Syntonic bug; the message has the pass)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Stage:
     """One stage of compilation: its name, its graph and how long the pass took."""
 

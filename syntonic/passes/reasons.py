@@ -7,9 +7,9 @@ Every value written by one kernel and read by another gets a :class:`Boundary` w
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from syntonic.ir.graph import Op, Value
+from syntonic.records import record
 
 
 class Reason(enum.StrEnum):
@@ -50,7 +50,7 @@ REASONS: dict[Reason, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Boundary:
     """`value`, computed by group `producer`, is read by `op` in group `consumer`."""
 

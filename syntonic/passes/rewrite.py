@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from syntonic.ir.graph import Builder, Graph, Location, Op, Value
 from syntonic.ir.registry import get_op
+from syntonic.records import record
 
 RuleFn = Callable[["Rewriter", Op], "Value | None"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Rule:
     """A rewrite rule and the ops it applies to (op names and/or traits)."""
 

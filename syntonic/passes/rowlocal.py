@@ -25,14 +25,13 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from syntonic.ir.graph import Builder, Graph, Op, Value
 from syntonic.ir.registry import Trait
 from syntonic.ir.types import TensorType
+from syntonic.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RowLocal:
     """A row-local loop: `rows` rows; `row_params[i]` says if region param i has them."""
 

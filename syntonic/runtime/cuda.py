@@ -33,11 +33,11 @@ import os
 import sys
 import threading
 import warnings
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from syntonic.ir.errors import BackendError
+from syntonic.records import record
 
 INSTALL_HINT = "pip install 'syntonic[cuda]' (cuda-bindings and nvidia-cuda-nvrtc==13.0.*)"
 
@@ -215,7 +215,7 @@ def driver_version() -> tuple[int, int]:
 # ------------------------------------------------------------------ devices
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeviceProperties:
     """What the runtime needs to know about a device."""
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ import numpy as np
 from syntonic.ir.errors import BackendError, TraceError
 from syntonic.lower.cuda.plan import BufferArg, CudaModule, GridArg, Launch, ScratchArg
 from syntonic.lower.kernel import Kernel, Program, Role
+from syntonic.records import record
 from syntonic.runtime import cache, cuda
 from syntonic.runtime.cuda import DeviceWarning
 from syntonic.runtime.device import (
@@ -61,7 +61,7 @@ STATIC_SHARED_LIMIT = 48 * 1024  # dynamic shared memory above this needs an opt
 # ------------------------------------------------------------------ NVRTC + cache
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Binary:
     """What NVRTC built for one module and architecture."""
 

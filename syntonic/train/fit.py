@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from syntonic.gnosis.format import load, save
 from syntonic.ir.errors import SyntonicError
 from syntonic.nn.layers import Module
 from syntonic.optim.optimizers import Optimizer
+from syntonic.records import record
 from syntonic.runtime.jit import jit
 from syntonic.train.step import train_step
 
@@ -42,7 +43,7 @@ class TrainingError(SyntonicError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not fit...)."""
 
 
-@dataclass
+@record
 class FitResult:
     """Final parameters and optimizer state, and one metrics dict per epoch."""
 

@@ -45,7 +45,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,7 @@ from syntonic.lower.kernel import (
     cpu_row_blocks,
 )
 from syntonic.lower.view import View
+from syntonic.records import record
 
 I1 = ir.IntType(1)
 I8 = abi.I8
@@ -93,7 +94,7 @@ MAX_BLOCKS = 256
 MIN_BLOCK = 2048
 
 
-@dataclass
+@record
 class Lowered:
     """LLVM IR text of a program and the plan the runtime follows to run it."""
 
@@ -102,7 +103,7 @@ class Lowered:
     symbols: tuple[str, ...]
 
 
-@dataclass
+@record
 class _Loops:
     """Work-item decomposition of one kernel."""
 
@@ -692,7 +693,7 @@ def _view_json(v: View) -> dict[str, Any]:
             "dims": [[d.size, d.stride, d.lo, d.upper, d.step] for d in v.dims]}
 
 
-@dataclass
+@record
 class _Scope:
     """Values valid at a point of the loop nest, by node index."""
 

@@ -20,13 +20,14 @@ Example::
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import llvmlite
 import llvmlite.binding as llvm
 
 from syntonic.ir.errors import BackendError
 from syntonic.lower.cpu import sharedlib
+from syntonic.records import record
 
 _lock = threading.Lock()
 _option_lock = threading.Lock()
@@ -37,7 +38,7 @@ _engine: Engine | None = None
 INTERLEAVE = 2  # vector iterations per loop trip (see Engine.optimize)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Artifact:
     """The result of compiling one module: optimised IR text, object code, asm on demand."""
 

@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from llvmlite import ir
 
 from syntonic.ir.types import DType
 from syntonic.lower.cpu.math import MathLib
+from syntonic.records import record
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -39,7 +39,7 @@ VALUE_TYPES: dict[DType, ir.Type] = {
 STORAGE_TYPES: dict[DType, ir.Type] = {**VALUE_TYPES, DType.bool: I8}
 
 
-@dataclass
+@record
 class Ctx:
     """What a rule may use: the builder and the module's math library."""
 

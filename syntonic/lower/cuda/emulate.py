@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from syntonic.lower.cuda.plan import (
 )
 from syntonic.lower.kernel import Program, Role
 from syntonic.lower.kernel_interp import checked_args, program_outputs, run_kernel
+from syntonic.records import record
 
 GUARD = 64  # elements of guard zone before and after every buffer
 _GUARD_BYTE = 0x5A
@@ -72,7 +72,7 @@ def header_path() -> Path:
     return Path(str(resources.files("syntonic.lower.cuda").joinpath("emu.h")))
 
 
-@dataclass
+@record
 class Library:
     """A compiled emulation library: the launcher of every kernel of its modules."""
 

@@ -34,11 +34,12 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from syntonic.ir.types import DType
+from syntonic.records import record
 
 # Upper bound on the blocks of a full reduction's partial pass: the partials buffer of
 # each accumulator has this many elements, so its size does not depend on the device.
@@ -47,7 +48,7 @@ FULL_MAX_BLOCKS = 1024
 THREADS_PER_SM = 2048
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Scratch:
     """A device temporary shared by the steps (not a program buffer): `size` x `dtype`.
 
@@ -66,21 +67,21 @@ class Scratch:
         return self.size * self.dtype.itemsize
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BufferArg:
     """A device pointer to program buffer `buffer` (``Program.buffers[buffer]``)."""
 
     buffer: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ScratchArg:
     """A device pointer to scratch buffer `scratch` (``CudaModule.scratch[scratch]``)."""
 
     scratch: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class GridArg:
     """An ``int64``: the number of blocks the host launched for step `step` (its index)."""
 
@@ -90,7 +91,7 @@ class GridArg:
 Arg = BufferArg | ScratchArg | GridArg
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Launch:
     """One kernel launch (a 1-D grid of 1-D blocks).
 
@@ -134,14 +135,14 @@ class Launch:
         return max(1, min(want, cap))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class OpaqueStep:
     """Run program kernel `kernel` on the host through its reference rule."""
 
     kernel: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LoopStep:
     """A ``while`` loop (program kernel `kernel`, a :class:`~syntonic.lower.kernel.Loop`),
     driven by the host with the state on the device.
@@ -162,7 +163,7 @@ class LoopStep:
 Step = Launch | OpaqueStep | LoopStep
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CudaModule:
     """The CUDA C source of a program and the steps that run it (see the module doc)."""
 

@@ -42,7 +42,6 @@ Example (the loop kernel of ``sn.evolve`` on ``f32[20,248]``)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +49,7 @@ from syntonic.ir.types import DType
 from syntonic.lower.cuda.codegen import STORAGE_C, _KernelGen, _ModuleGen, row_block
 from syntonic.lower.cuda.plan import Arg, BufferArg, Launch, ScratchArg
 from syntonic.lower.kernel import Kernel, Loop, Program, Role, check_kernel
+from syntonic.records import record
 
 # A one-row temporary of at most this many bytes lives in shared memory while the loop's
 # shared temporaries stay within SHARED_TEMPS_TOTAL (else a per-row slice of scratch).
@@ -61,7 +61,7 @@ SHARED_TEMPS_TOTAL = 8 * 1024
 THREADS_IN_FLIGHT = 1 << 17
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(frozen=True, slots=True, eq=False)
 class RowPrograms:
     """A row-local loop's cond and body regions rebuilt for one row, as programs."""
 
