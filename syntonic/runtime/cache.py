@@ -271,6 +271,18 @@ def put(key: str, entry: Entry, finish: Callable[[Entry], Entry] | None = None) 
     thread.start()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's writer threads (and must not inherit a
+    lock one of them held at the fork)."""
+    global _lock
+    _lock = threading.Lock()
+    _pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def wait() -> None:
     """Wait until every entry being written in the background is on disk."""
     while True:

@@ -389,3 +389,49 @@ def test_the_cache_is_sn_cache(cache_dir: Path) -> None:
     assert info["dir"] == str(cache_dir) and info["mode"] == "rw" and info["entries"] == 1
     sn.cache.clear()
     assert sn.cache.info()["entries"] == 0 and sn.cache.info()["in_memory"] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_during_a_background_write_does_not_wait_for_it(cache_dir: Path,
+                                                                       monkeypatch) -> None:
+    """The writer thread does not exist in a forked child: its wait() returns at once
+    and its cache still works (the parent's write lands as usual)."""
+    import threading
+
+    from syntonic.lower.cpu import engine as engine_mod
+    from syntonic.lower.cpu import sharedlib
+
+    if sharedlib.linker() is None:
+        pytest.skip("no system linker: nothing is linked")
+    release = threading.Event()
+    real_link = engine_mod.Engine.link
+
+    def held_link(self, obj: bytes) -> bytes | None:
+        assert release.wait(60)
+        return real_link(self, obj)
+
+    monkeypatch.setattr(engine_mod.Engine, "link", held_link)
+    compile_program(P.elementwise("exp", DType.f32, (8,)), cache.make_key("test-fork"))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: must not block on the parent's writer
+        try:
+            cache.wait()
+            ok = cache.info()["mode"] == "rw"
+            os.write(w, b"ok" if ok else b"no")
+        finally:
+            os._exit(0)
+    os.close(w)
+    import select
+    import signal
+
+    try:
+        ready = select.select([r], [], [], 30)[0]
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        assert ready and os.read(r, 2) == b"ok", "the forked child blocked in cache.wait()"
+    finally:
+        release.set()
+        os.waitpid(pid, 0)
+        os.close(r)
+    assert len(_entries(cache_dir)) == 1
