@@ -160,7 +160,7 @@ def test_reductions(op: str, dt: DType, axes) -> None:
 
 
 def test_full_reduction_accuracy_2_24() -> None:
-    """f32 sums over 2**24 elements stay within 1e-6 relative (f64 accumulation)."""
+    """f32 sums over 2**24 elements stay within 1e-6 relative (f32 blocks, then f64)."""
     n = 1 << 24
     x = np.full(n, 0.1, np.float32)
     y = RNG.random(n, dtype=np.float32)
