@@ -660,6 +660,36 @@ class _LoopEmitter:
                                    I32(1)])
 
 
+class _rotated_loop:  # noqa: N801 - used as a context manager like llvmlite's helpers
+    """``if (lo < hi) do { body; i = next } while (i < hi)``, LLVM's rotated loop form:
+    ``__enter__`` returns the loop (its induction variable is ``.i``, a phi of the body
+    block); ``next`` is ``i + 1`` unless the body sets ``.next``."""
+
+    def __init__(self, b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, body: str, end: str,
+                 var: str) -> None:
+        self.b, self.lo, self.hi, self.names = b, lo, hi, (body, end, var)
+        self.next: ir.Value | None = None
+
+    def __enter__(self) -> _rotated_loop:
+        b = self.b
+        pre = b.block
+        self.body = b.function.append_basic_block(self.names[0])
+        self.end = b.function.append_basic_block(self.names[1])
+        b.cbranch(b.icmp_signed("<", self.lo, self.hi), self.body, self.end)
+        b.position_at_end(self.body)
+        self.i = b.phi(I64, name=self.names[2])
+        self.i.add_incoming(self.lo, pre)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        b = self.b
+        nxt = self.next if self.next is not None else b.add(self.i, I64(1),
+                                                             name=f"{self.names[2]}.next")
+        self.i.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, self.hi), self.body, self.end)
+        b.position_at_end(self.end)
+
+
 class _counted_loop:  # noqa: N801 - used as a context manager like llvmlite's helpers
     """``for (i = start; i < stop; i++) { body }`` around the builder's position."""
 
@@ -832,18 +862,8 @@ class _KernelEmitter:
         self.cache_arrays = {v: b.alloca(ir.ArrayType(VALUE_TYPES[k.nodes[v].dtype],
                                                       self.inner_count), name=f"row{v}")
                              for v in self.cache_plan}
-        # work-item loop
-        body = fn.append_basic_block("item")
-        done = fn.append_basic_block("done")
-        b.cbranch(b.icmp_signed("<", start, stop), body, done)
-        b.position_at_end(body)
-        w = b.phi(I64, name="w")
-        w.add_incoming(start, entry)
-        self._item(w)
-        nxt = b.add(w, I64(1), name="w.next")
-        w.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", nxt, stop), body, done)
-        b.position_at_end(done)
+        with _rotated_loop(b, start, stop, "item", "done", "w") as items:  # work items
+            self._item(items.i)
         b.ret_void()
         return fn, self.loops
 
@@ -1004,20 +1024,10 @@ class _KernelEmitter:
             return
         axis = lp.inner_axes[depth]
         lo, hi = bounds[axis]
-        pre = b.block
-        body = self.fn.append_basic_block(f"ax{axis}")
-        after = self.fn.append_basic_block(f"ax{axis}.end")
-        b.cbranch(b.icmp_signed("<", lo, hi), body, after)
-        b.position_at_end(body)
-        i = b.phi(I64, name=f"i{axis}")
-        i.add_incoming(lo, pre)
-        inner = dict(coords)
-        inner[axis] = i
-        self._nest(depth + 1, inner, bounds, row_scope, reductions, stores, phase)
-        nxt = b.add(i, I64(1), name=f"i{axis}.next")
-        i.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", nxt, hi), body, after)
-        b.position_at_end(after)
+        with _rotated_loop(b, lo, hi, f"ax{axis}", f"ax{axis}.end", f"i{axis}") as loop:
+            inner = dict(coords)
+            inner[axis] = loop.i
+            self._nest(depth + 1, inner, bounds, row_scope, reductions, stores, phase)
 
     def _blocked_sums(self, reductions: tuple[Reduction, ...], axis: int) -> list[Reduction]:
         """The f32 sums to accumulate block by block over the innermost `axis`: those with
@@ -1040,28 +1050,22 @@ class _KernelEmitter:
         axis = self.loops.inner_axes[depth]
         lo, hi = bounds[axis]
         wide = {r.acc: self.acc_slots[r.acc] for r in blocked}
-        pre = b.block
-        body = self.fn.append_basic_block(f"ax{axis}.block")
-        after = self.fn.append_basic_block(f"ax{axis}.blocks.end")
-        b.cbranch(b.icmp_signed("<", lo, hi), body, after)
-        b.position_at_end(body)
-        j0 = b.phi(I64, name=f"j{axis}.lo")
-        j0.add_incoming(lo, pre)
-        j1 = b.add(j0, I64(SHORT_F32_SUM))
-        j1 = b.select(b.icmp_signed("<", j1, hi), j1, hi, name=f"j{axis}.hi")
-        for r in blocked:
-            self.acc_slots[r.acc] = self.block_slots[r.acc]
-            b.store(_identity(r, ir.FloatType()), self.block_slots[r.acc])
-        inner = dict(bounds)
-        inner[axis] = (j0, j1)
-        self._nest(depth, coords, inner, row_scope, reductions, stores, phase, blocking=False)
-        for r in blocked:
-            part = b.load(self.block_slots[r.acc])
-            self.acc_slots[r.acc] = wide[r.acc]
-            self._accumulate(r, part)
-        j0.add_incoming(j1, b.block)
-        b.cbranch(b.icmp_signed("<", j1, hi), body, after)
-        b.position_at_end(after)
+        with _rotated_loop(b, lo, hi, f"ax{axis}.block", f"ax{axis}.blocks.end",
+                           f"j{axis}.lo") as blocks:
+            j1 = b.add(blocks.i, I64(SHORT_F32_SUM))
+            j1 = b.select(b.icmp_signed("<", j1, hi), j1, hi, name=f"j{axis}.hi")
+            for r in blocked:
+                self.acc_slots[r.acc] = self.block_slots[r.acc]
+                b.store(_identity(r, ir.FloatType()), self.block_slots[r.acc])
+            inner = dict(bounds)
+            inner[axis] = (blocks.i, j1)
+            self._nest(depth, coords, inner, row_scope, reductions, stores, phase,
+                       blocking=False)
+            for r in blocked:
+                part = b.load(self.block_slots[r.acc])
+                self.acc_slots[r.acc] = wide[r.acc]
+                self._accumulate(r, part)
+            blocks.next = j1
 
     def _inner_flat(self, coords: dict[int, ir.Value]) -> ir.Value:
         """Row-major index of the inner point `coords` within the row (for the row cache)."""
