@@ -4,9 +4,11 @@ One process-wide :class:`Engine` owns a target machine for the host (its CPU nam
 features, so LLVM uses AVX2/FMA/... where present). Object code (not a JIT-only artifact)
 is the unit of compilation so the compile cache can store it on disk and load it without
 LLVM's optimiser running again. Where the system has a linker the object code is
-position independent and is linked into a shared library that is loaded with ``dlopen``
-(:mod:`syntonic.lower.cpu.sharedlib`; a cache hit then needs no LLVM at all); otherwise
-it is loaded into an MCJIT execution engine.
+position independent and is linked into a shared library that a cache hit loads with
+``dlopen`` (:mod:`syntonic.lower.cpu.sharedlib`; no LLVM at all). A fresh compile loads
+its object code into an MCJIT execution engine at once and is linked for the cache in
+the background (:func:`syntonic.runtime.native.load_new`); without a linker MCJIT is
+the only loader.
 
 Example::
 
