@@ -461,7 +461,8 @@ def compile_program(program: Program | None, key: str,
                                 inplace_outputs(program, donated))
         engine = get_engine()
         art = engine.compile(lowered.llvm_ir, program.name, lowered.symbols,
-                             vectorize=not _bit_mixing(program))
+                             vectorize=not _bit_mixing(program),
+                             interleave=lowered.interleave)
         llvm_text = annotate_llvm(art.optimized_ir, program, lowered.plan)
         if annotate:
             llvm_text = annotate(llvm_text)

