@@ -338,6 +338,25 @@ def test_shared_library_roundtrip() -> None:
         sharedlib.load(b"not a library", art.symbols)
 
 
+def test_a_linker_that_hangs_is_killed_and_mcjit_loads_instead(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """link() gives up on a linker after LINK_TIMEOUT_S (killing it): a warning and None,
+    so the caller loads the object code into MCJIT; nothing waits forever."""
+    import time
+
+    from syntonic.lower.cpu import sharedlib
+
+    hang = tmp_path / "ld"
+    hang.write_text("#!/bin/sh\nexec sleep 30\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(sharedlib, "_linker", [str(hang)])
+    monkeypatch.setattr(sharedlib, "LINK_TIMEOUT_S", 0.3)
+    t0 = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="timed out after 0.3 s"):
+        assert sharedlib.link(b"object code") is None
+    assert time.monotonic() - t0 < 10
+
+
 def test_captured_arrays_are_stored_as_raw_bytes_and_come_back_exactly(cache_dir: Path
                                                                         ) -> None:
     """A captured weight used as a GEMM operand and a captured array returned as is are

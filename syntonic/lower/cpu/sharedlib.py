@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import tempfile
 import threading
+import time
 import warnings
 
 _linker: list[str] | None | bool = False  # False: not looked up yet
@@ -66,7 +68,7 @@ def link(obj: bytes) -> bytes | None:
                 pid = os.posix_spawn(cmd[0], [*cmd, "-o", out, src], os.environ,
                                      file_actions=[(os.POSIX_SPAWN_DUP2, fd, 1),
                                                    (os.POSIX_SPAWN_DUP2, fd, 2)])
-            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            code = _wait(pid, LINK_TIMEOUT_S)
             if code != 0:
                 raise OSError(f"exit status {code}")
             with open(out, "rb") as f:
@@ -81,6 +83,25 @@ def link(obj: bytes) -> bytes | None:
                           "loading it with LLVM's MCJIT instead", RuntimeWarning,
                           stacklevel=2)
             return None
+
+
+LINK_TIMEOUT_S = 60.0  # a linker still running after this long is killed (MCJIT instead)
+
+
+def _wait(pid: int, timeout: float) -> int:
+    """The exit code of child `pid`; kills it and raises OSError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.0005
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise OSError(f"timed out after {timeout:g} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
 
 
 def load(lib: bytes, symbols: tuple[str, ...]) -> dict[str, int]:
