@@ -713,33 +713,14 @@ class _rotated_loop:  # noqa: N801 - used as a context manager like llvmlite's h
         b.position_at_end(self.end)
 
 
-class _counted_loop:  # noqa: N801 - used as a context manager like llvmlite's helpers
-    """``for (i = start; i < stop; i++) { body }`` around the builder's position."""
+class _counted_loop(_rotated_loop):  # noqa: N801
+    """``for (i = start; i < stop; i++) { body }`` as a rotated loop; ``with`` gives i."""
 
     def __init__(self, b: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str) -> None:
-        self.b, self.start, self.stop, self.name = b, start, stop, name
+        super().__init__(b, start, stop, f"{name}.body", f"{name}.end", name)
 
-    def __enter__(self) -> ir.Value:
-        b = self.b
-        fn = b.function
-        self.pre = b.block
-        self.head = fn.append_basic_block(f"{self.name}.head")
-        self.body = fn.append_basic_block(f"{self.name}.body")
-        self.end = fn.append_basic_block(f"{self.name}.end")
-        b.branch(self.head)
-        b.position_at_end(self.head)
-        self.i = b.phi(I64, name=self.name)
-        self.i.add_incoming(self.start, self.pre)
-        b.cbranch(b.icmp_signed("<", self.i, self.stop), self.body, self.end)
-        b.position_at_end(self.body)
-        return self.i
-
-    def __exit__(self, *exc: Any) -> None:
-        b = self.b
-        nxt = b.add(self.i, I64(1))
-        self.i.add_incoming(nxt, b.block)
-        b.branch(self.head)
-        b.position_at_end(self.end)
+    def __enter__(self) -> ir.Value:  # type: ignore[override]
+        return super().__enter__().i
 
 
 def _nbytes(slot: dict[str, Any]) -> int:
