@@ -165,10 +165,10 @@ _LAZY_MODULES = {"cache": "syntonic.runtime.cache"}
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY or name in _LAZY_MODULES:
-        import importlib
+    import importlib
 
-        if name in _LAZY_MODULES:
-            return importlib.import_module(_LAZY_MODULES[name])
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
